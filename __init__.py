@@ -1,0 +1,36 @@
+"""codeformer-nodes: CodeFormer face restoration as a Python library and a ComfyUI node pack.
+
+Importing stays cheap (ComfyUI imports every pack at start-up): the network, facexlib
+and OpenCV load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from .codeformer_arch import CodeFormer, CodeFormerConfig
+    from .models import ModelDescription, load_codeformer
+
+_LAZY_EXPORTS = {
+    "CodeFormer": ".codeformer_arch",
+    "CodeFormerConfig": ".codeformer_arch",
+    "load_codeformer": ".models",
+    "ModelDescription": ".models",
+    "CodeFormerWeightsError": ".models",
+    "WeightsFileError": ".models",
+    "UnsupportedModelError": ".models",
+    "StateDictMismatchError": ".models",
+}
+
+__all__ = [*_LAZY_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY_EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_LAZY_EXPORTS[name], __name__), name)

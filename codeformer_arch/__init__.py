@@ -1,0 +1,5 @@
+"""CodeFormer inference network: pure torch, no I/O, no ComfyUI."""
+
+from .codeformer import CodeFormer, CodeFormerConfig
+
+__all__ = ["CodeFormer", "CodeFormerConfig"]

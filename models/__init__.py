@@ -1,0 +1,18 @@
+"""Finding, checking, loading and caching CodeFormer weights."""
+
+from .checkpoint import WEIGHT_SUFFIXES, read_state_dict, recognise
+from .errors import CodeFormerWeightsError, StateDictMismatchError, UnsupportedModelError, WeightsFileError
+from .loader import ModelDescription, clear_model_cache, load_codeformer
+
+__all__ = [
+    "WEIGHT_SUFFIXES",
+    "CodeFormerWeightsError",
+    "ModelDescription",
+    "StateDictMismatchError",
+    "UnsupportedModelError",
+    "WeightsFileError",
+    "clear_model_cache",
+    "load_codeformer",
+    "read_state_dict",
+    "recognise",
+]

@@ -1,0 +1,208 @@
+"""Read a weights file safely and recognise a CodeFormer state dict by its keys.
+
+Nothing here unpickles arbitrary objects: ``.pth``/``.pt``/``.ckpt`` files go through
+``torch.load(weights_only=True)``, ``.safetensors`` through safetensors.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file as load_safetensors
+
+from ..codeformer_arch import CodeFormerConfig
+from .errors import StateDictMismatchError, UnsupportedModelError, WeightsFileError
+
+PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt")
+SAFETENSORS_SUFFIX = ".safetensors"
+WEIGHT_SUFFIXES = (*PICKLE_SUFFIXES, SAFETENSORS_SUFFIX)
+
+# Containers in which training frameworks nest the state dict, in the order tried.
+CONTAINER_KEYS = ("params_ema", "params", "state_dict")
+
+CODEFORMER_KEYS = (
+    "position_emb",
+    "quantize.embedding.weight",
+    "feat_emb.weight",
+    "ft_layers.0.self_attn.in_proj_weight",
+    "idx_pred_layer.1.weight",
+    "encoder.blocks.0.weight",
+    "generator.blocks.0.weight",
+)
+
+# Keys that identify architectures users often confuse with CodeFormer, for the message.
+OTHER_ARCHITECTURES = {
+    "GFPGAN": ("stylegan_decoder.style_mlp.1.weight", "conv_body_first.weight"),
+    "RestoreFormer": ("vqvae.encoder.conv_in.weight",),
+    "GPEN": ("generator.style.1.weight",),
+    "ESRGAN / Real-ESRGAN": ("conv_first.weight", "body.0.rdb1.conv1.weight"),
+    "ESRGAN (old layout)": ("model.0.weight", "model.1.sub.0.RDB1.conv1.0.weight"),
+    "RetinaFace detector": ("body.stage1.0.0.weight", "ClassHead.0.conv1x1.weight"),
+    "ParseNet / BiSeNet parser": ("encoder.0.conv.weight", "cp.backbone.conv1.weight"),
+}
+
+# (codebook size, CFT sizes) of the official checkpoints -> the task each was trained for.
+TASKS = {
+    (1024, (32, 64, 128, 256)): "restoration",
+    (1024, (32, 64, 128)): "colorization",
+    (512, (32, 64, 128)): "inpainting",
+}
+
+# What torch.load(weights_only=True) says when it refuses a non-tensor object.
+WEIGHTS_ONLY_REFUSAL = "Weights only load failed"
+
+StateDict = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Recognised:
+    """What a CodeFormer state dict is: its configuration and the task it was trained for."""
+
+    config: CodeFormerConfig
+    task: str
+
+
+def read_state_dict(path: Path) -> StateDict:
+    """Load the tensors of a weights file, unwrapped to a flat CodeFormer-style state dict."""
+    check_weights_file(path)
+    if path.suffix.lower() == SAFETENSORS_SUFFIX:
+        try:
+            loaded: object = load_safetensors(str(path), device="cpu")
+        except SafetensorError as error:
+            raise WeightsFileError(
+                f"{path} is not a readable .safetensors file ({error}); it is probably truncated "
+                "or corrupt: download or convert it again."
+            ) from error
+    else:
+        loaded = _load_pickle_safely(path)
+    return unwrap_state_dict(loaded, path)
+
+
+def check_weights_file(path: Path) -> None:
+    if not path.exists():
+        raise WeightsFileError(f"weights file {path} does not exist; check the path or put the file there.")
+    if path.is_dir():
+        raise WeightsFileError(f"{path} is a folder; give the path of a weights file inside it (e.g. codeformer.pth).")
+    if path.stat().st_size == 0:
+        raise WeightsFileError(f"weights file {path} is empty (0 bytes); an interrupted download? Fetch it again.")
+    if path.suffix.lower() not in WEIGHT_SUFFIXES:
+        raise WeightsFileError(
+            f"{path} has suffix {path.suffix!r}; expected one of {', '.join(WEIGHT_SUFFIXES)}."
+        )
+
+
+def _load_pickle_safely(path: Path) -> object:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if WEIGHTS_ONLY_REFUSAL in str(error):
+            raise WeightsFileError(
+                f"{path} holds Python objects other than tensors, so it was not loaded: unpickling "
+                f"them could run arbitrary code ({_first_line(error)}). If you trust the file, "
+                "convert it to .safetensors with a tool you trust."
+            ) from error
+        raise _corrupt(path, error) from error
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as error:
+        raise _corrupt(path, error) from error
+
+
+def _corrupt(path: Path, error: Exception) -> WeightsFileError:
+    return WeightsFileError(
+        f"{path} could not be read as a torch checkpoint ({type(error).__name__}: {_first_line(error)}); "
+        "it is probably truncated or corrupt: download it again."
+    )
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else "no detail"
+
+
+def unwrap_state_dict(loaded: object, path: Path) -> StateDict:
+    """Take the state dict out of its container and drop a ``module.`` prefix (DataParallel)."""
+    state = loaded
+    while isinstance(state, Mapping):
+        container = next((key for key in CONTAINER_KEYS if isinstance(state.get(key), Mapping)), None)
+        if container is None:
+            break
+        state = state[container]
+    if not isinstance(state, Mapping) or not state:
+        raise UnsupportedModelError(
+            f"{path} holds {type(loaded).__name__}, not a state dict of tensors; expected a dict "
+            f"of tensors, possibly under one of {', '.join(CONTAINER_KEYS)}."
+        )
+    tensors = {key: value for key, value in state.items() if isinstance(value, torch.Tensor)}
+    if not tensors:
+        raise UnsupportedModelError(f"{path} holds no tensors under keys {_preview(state)}.")
+    if all(key.startswith("module.") for key in tensors):
+        tensors = {key.removeprefix("module."): value for key, value in tensors.items()}
+    return tensors
+
+
+def recognise(state_dict: StateDict, path: Path) -> Recognised:
+    """Read the configuration from the weights and say which official task they match."""
+    missing = [key for key in CODEFORMER_KEYS if key not in state_dict]
+    if missing:
+        raise UnsupportedModelError(
+            f"{path} is not a CodeFormer checkpoint: {_guess_architecture(state_dict)}; "
+            f"it lacks {', '.join(missing[:4])}. Pick a CodeFormer file (e.g. codeformer.pth)."
+        )
+    codebook_size = state_dict["quantize.embedding.weight"].shape[0]
+    connect_sizes = tuple(
+        sorted({int(key.split(".")[1]) for key in state_dict if key.startswith("fuse_convs_dict.")})
+    )
+    task = TASKS.get((codebook_size, connect_sizes))
+    if task is None:
+        known = "; ".join(f"{size} codes with CFT at {sizes} ({name})" for (size, sizes), name in TASKS.items())
+        raise UnsupportedModelError(
+            f"{path} is a CodeFormer with {codebook_size} codes and CFT at sizes {connect_sizes}, "
+            f"which matches no official checkpoint ({known})."
+        )
+    config = CodeFormerConfig(
+        codebook_size=codebook_size,
+        connect_sizes=connect_sizes,
+        dim_embd=state_dict["position_emb"].shape[1],
+        n_layers=len({key.split(".")[1] for key in state_dict if key.startswith("ft_layers.")}),
+        dim_mlp=state_dict["ft_layers.0.linear1.weight"].shape[0],
+        emb_dim=state_dict["quantize.embedding.weight"].shape[1],
+    )
+    return Recognised(config=config, task=task)
+
+
+def check_keys(expected: Mapping[str, torch.Tensor], state_dict: StateDict, path: Path) -> None:
+    """Compare a state dict with a network's parameters; list every difference in one error."""
+    missing = [key for key in expected if key not in state_dict]
+    unexpected = [key for key in state_dict if key not in expected]
+    misshaped = [
+        f"{key} {tuple(state_dict[key].shape)} (expected {tuple(expected[key].shape)})"
+        for key in expected
+        if key in state_dict and state_dict[key].shape != expected[key].shape
+    ]
+    problems = [
+        f"{len(keys)} {what}: {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
+        for what, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped))
+        if keys
+    ]
+    if problems:
+        raise StateDictMismatchError(
+            f"{path} does not fit the CodeFormer network: {'; '.join(problems)}. "
+            "The file may be damaged or from a modified model; use an official checkpoint."
+        )
+
+
+def _guess_architecture(state_dict: Mapping[str, object]) -> str:
+    for name, keys in OTHER_ARCHITECTURES.items():
+        if any(key in state_dict for key in keys):
+            return f"it looks like a {name} model"
+    return f"its keys start {_preview(state_dict)}"
+
+
+def _preview(mapping: Mapping[str, object]) -> str:
+    keys = list(mapping)
+    return ", ".join(map(str, keys[:4])) + (" ..." if len(keys) > 4 else "")

@@ -1,0 +1,101 @@
+"""Build a CodeFormer network from a weights file, with a small cache of loaded models."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..codeformer_arch import CodeFormer, CodeFormerConfig
+from .checkpoint import check_keys, read_state_dict, recognise
+
+MAX_CACHED_MODELS = 2
+HASH_CHUNK_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """What a loaded network is, for callers and for error messages.
+
+    Attributes:
+        task: "restoration", "colorization" or "inpainting".
+        config: hyperparameters read from the weights.
+        source: resolved path of the weights file.
+        sha256: hex digest of the file, to tell copies and versions apart.
+    """
+
+    task: str
+    config: CodeFormerConfig
+    source: Path
+    sha256: str
+
+
+CacheKey = tuple[str, int, int, str, torch.dtype]
+_cache: OrderedDict[CacheKey, CodeFormer] = OrderedDict()
+
+
+def load_codeformer(
+    path: str | Path,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> CodeFormer:
+    """Load CodeFormer weights (official ``.pth`` or ``.safetensors``) into an eval-mode network.
+
+    The configuration and task come from the weights themselves, never from the file
+    name. Pickled files are read with ``weights_only=True``, so no code in them runs.
+    Loaded networks are cached by (path, size, mtime, device, dtype): a second call is
+    free and a changed file is reloaded. The result carries ``.description``
+    (a :class:`ModelDescription`).
+
+    Args:
+        path: the weights file.
+        device: where the network runs; CPU by default.
+        dtype: float32 by default; bfloat16, float16 (CUDA) or float64 also work.
+    """
+    resolved = Path(path).expanduser().resolve()
+    target_device = torch.device(device or "cpu")
+    target_dtype = dtype or torch.float32
+    stat = resolved.stat() if resolved.is_file() else None
+    key: CacheKey | None = None
+    if stat is not None:
+        key = (str(resolved), stat.st_size, stat.st_mtime_ns, str(target_device), target_dtype)
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    model = build_codeformer(resolved).to(device=target_device, dtype=target_dtype)
+    if key is not None:
+        _cache[key] = model
+        while len(_cache) > MAX_CACHED_MODELS:
+            _cache.popitem(last=False)
+    return model
+
+
+def build_codeformer(path: Path) -> CodeFormer:
+    """Read, recognise and check a weights file, then build the network on the CPU."""
+    state_dict = read_state_dict(path)
+    recognised = recognise(state_dict, path)
+    with torch.device("meta"):
+        model = CodeFormer(recognised.config)
+    check_keys(model.state_dict(), state_dict, path)
+    model.load_state_dict(state_dict, strict=True, assign=True)
+    model.requires_grad_(False).eval()
+    model.description = ModelDescription(
+        task=recognised.task, config=recognised.config, source=path, sha256=file_sha256(path)
+    )
+    return model
+
+
+def clear_model_cache() -> None:
+    """Forget every cached network (e.g. to free memory)."""
+    _cache.clear()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
