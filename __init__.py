@@ -6,13 +6,9 @@ and OpenCV load on first use.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 __version__ = "0.1.0"
-
-if TYPE_CHECKING:
-    from .codeformer_arch import CodeFormer, CodeFormerConfig
-    from .models import ModelDescription, load_codeformer
 
 _LAZY_EXPORTS = {
     "CodeFormer": ".codeformer_arch",

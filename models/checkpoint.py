@@ -7,6 +7,7 @@ Nothing here unpickles arbitrary objects: ``.pth``/``.pt``/``.ckpt`` files go th
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -54,8 +55,9 @@ TASKS = {
     (512, (32, 64, 128)): "inpainting",
 }
 
-# What torch.load(weights_only=True) says when it refuses a non-tensor object.
-WEIGHTS_ONLY_REFUSAL = "Weights only load failed"
+# The line in which torch.load(weights_only=True) names a Python object (a pickle GLOBAL) it
+# refused to import; other refusals ("Unsupported operand") mean the bytes are no pickle at all.
+UNSAFE_OBJECT_REFUSAL = re.compile(r"^.*\bGLOBAL\b.*$", re.IGNORECASE | re.MULTILINE)
 
 StateDict = dict[str, torch.Tensor]
 
@@ -92,23 +94,22 @@ def check_weights_file(path: Path) -> None:
     if path.stat().st_size == 0:
         raise WeightsFileError(f"weights file {path} is empty (0 bytes); an interrupted download? Fetch it again.")
     if path.suffix.lower() not in WEIGHT_SUFFIXES:
-        raise WeightsFileError(
-            f"{path} has suffix {path.suffix!r}; expected one of {', '.join(WEIGHT_SUFFIXES)}."
-        )
+        raise WeightsFileError(f"{path} has suffix {path.suffix!r}; expected one of {', '.join(WEIGHT_SUFFIXES)}.")
 
 
 def _load_pickle_safely(path: Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        if WEIGHTS_ONLY_REFUSAL in str(error):
+        refusal = UNSAFE_OBJECT_REFUSAL.search(str(error))
+        if refusal:
             raise WeightsFileError(
                 f"{path} holds Python objects other than tensors, so it was not loaded: unpickling "
-                f"them could run arbitrary code ({_first_line(error)}). If you trust the file, "
+                f"them could run arbitrary code ({refusal.group(0).strip()[:200]}). If you trust the file, "
                 "convert it to .safetensors with a tool you trust."
             ) from error
         raise _corrupt(path, error) from error
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as error:
+    except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, ValueError) as error:
         raise _corrupt(path, error) from error
 
 
@@ -154,9 +155,7 @@ def recognise(state_dict: StateDict, path: Path) -> Recognised:
             f"it lacks {', '.join(missing[:4])}. Pick a CodeFormer file (e.g. codeformer.pth)."
         )
     codebook_size = state_dict["quantize.embedding.weight"].shape[0]
-    connect_sizes = tuple(
-        sorted({int(key.split(".")[1]) for key in state_dict if key.startswith("fuse_convs_dict.")})
-    )
+    connect_sizes = tuple(sorted({int(key.split(".")[1]) for key in state_dict if key.startswith("fuse_convs_dict.")}))
     task = TASKS.get((codebook_size, connect_sizes))
     if task is None:
         known = "; ".join(f"{size} codes with CFT at {sizes} ({name})" for (size, sizes), name in TASKS.items())

@@ -112,7 +112,7 @@ def test_bfloat16_runs_and_stays_close(model, vectors):
     assert out.shape == (1, 3, 512, 512) and logits.shape == (1, 256, 1024)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="float16 runs on CUDA only (CPU half convolutions are impractically slow)")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="float16 is for CUDA (CPU half convolutions are too slow)")
 def test_float16_on_cuda(model, vectors):
     network = CodeFormer(model.config).eval()
     network.load_state_dict(model.state_dict())

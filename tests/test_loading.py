@@ -1,0 +1,226 @@
+"""Weights load from every common layout, never run pickled code, and fail with named errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from codeformer_nodes import (
+    StateDictMismatchError,
+    UnsupportedModelError,
+    WeightsFileError,
+    load_codeformer,
+)
+from codeformer_nodes.models import clear_model_cache, read_state_dict
+from codeformer_nodes.models.convert import main as convert_main
+
+
+@pytest.fixture
+def restoration(recipe_weights) -> dict[str, torch.Tensor]:
+    return recipe_weights("manifest.json")
+
+
+def test_official_layout_loads_with_description(model, recipe_checkpoint):
+    assert not model.training
+    assert all(not p.requires_grad for p in model.parameters())
+    description = model.description
+    assert description.task == "restoration"
+    assert description.config.codebook_size == 1024
+    assert description.config.connect_sizes == (32, 64, 128, 256)
+    assert description.source == recipe_checkpoint.resolve()
+    assert len(description.sha256) == 64
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        pytest.param(lambda sd: {"params": sd}, id="params"),
+        pytest.param(lambda sd: {"state_dict": sd}, id="state_dict"),
+        pytest.param(lambda sd: sd, id="bare"),
+        pytest.param(lambda sd: {"params_ema": {f"module.{k}": v for k, v in sd.items()}}, id="module-prefix"),
+    ],
+)
+def test_container_layouts_unwrap_to_the_same_tensors(tmp_path, wrap):
+    small = {"position_emb": torch.arange(6.0).reshape(2, 3), "feat_emb.bias": torch.ones(3)}
+    path = tmp_path / "weights.pt"
+    torch.save(wrap(small), path)
+    loaded = read_state_dict(path)
+    assert loaded.keys() == small.keys()
+    assert all(torch.equal(loaded[k], small[k]) for k in small)
+
+
+@pytest.mark.parametrize("manifest, task, codebook, sizes", [
+    ("manifest.json", "restoration", 1024, (32, 64, 128, 256)),
+    ("manifest_colorization.json", "colorization", 1024, (32, 64, 128)),
+    ("manifest_inpainting.json", "inpainting", 512, (32, 64, 128)),
+])  # fmt: skip
+def test_each_official_checkpoint_is_recognised_by_keys(recipe_weights, tmp_path, manifest, task, codebook, sizes):
+    path = tmp_path / "any-name-at-all.safetensors"
+    save_file(recipe_weights(manifest), str(path))
+    network = load_codeformer(path)
+    assert network.description.task == task
+    assert network.description.config.codebook_size == codebook
+    assert network.description.config.connect_sizes == sizes
+    clear_model_cache()
+
+
+def test_pickled_code_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "codeformer.pth"
+    torch.save({"params_ema": {"position_emb": Payload()}}, path)
+    with pytest.raises(WeightsFileError, match="could run arbitrary code") as error:
+        load_codeformer(path)
+    assert str(path) in str(error.value)
+    assert not marker.exists()
+    torch.load(path, weights_only=False)  # proves the payload is live: an unsafe loader runs it
+    assert marker.exists()
+
+
+@pytest.mark.parametrize(
+    "keys, architecture",
+    [
+        (["conv_body_first.weight", "stylegan_decoder.style_mlp.1.weight"], "GFPGAN"),
+        (["vqvae.encoder.conv_in.weight"], "RestoreFormer"),
+        (["conv_first.weight", "body.0.rdb1.conv1.weight"], "ESRGAN"),
+    ],
+)
+def test_other_architectures_are_named(tmp_path, keys, architecture):
+    path = tmp_path / "codeformer.pth"
+    torch.save({"params_ema": {key: torch.zeros(2, 2) for key in keys}}, path)
+    with pytest.raises(UnsupportedModelError, match=architecture) as error:
+        load_codeformer(path)
+    assert str(path) in str(error.value) and "position_emb" in str(error.value)
+
+
+def mutate(weights: dict[str, torch.Tensor], kind: str) -> dict[str, torch.Tensor]:
+    changed = dict(weights)
+    if kind == "missing":
+        del changed["generator.blocks.24.bias"]
+    elif kind == "unexpected":
+        changed["generator.blocks.99.weight"] = torch.zeros(1)
+    else:
+        changed["feat_emb.bias"] = torch.zeros(7)
+    return changed
+
+
+@pytest.mark.parametrize(
+    "kind, detail",
+    [
+        ("missing", "1 missing: generator.blocks.24.bias"),
+        ("unexpected", "1 unexpected: generator.blocks.99.weight"),
+        ("misshaped", "feat_emb.bias (7,) (expected (512,))"),
+    ],
+)
+def test_key_mismatches_are_listed(restoration, tmp_path, kind, detail):
+    path = tmp_path / "codeformer.safetensors"
+    save_file(mutate(restoration, kind), str(path))
+    with pytest.raises(StateDictMismatchError) as error:
+        load_codeformer(path)
+    assert detail in str(error.value) and str(path) in str(error.value)
+
+
+def test_unknown_configuration_is_refused(restoration, tmp_path):
+    path = tmp_path / "codeformer.safetensors"
+    save_file({k: v for k, v in restoration.items() if not k.startswith("fuse_convs_dict.64.")}, str(path))
+    with pytest.raises(UnsupportedModelError, match=r"CFT at sizes \(32, 128, 256\)"):
+        load_codeformer(path)
+
+
+def small_checkpoint(path: Path) -> Path:
+    torch.save({"params_ema": {"position_emb": torch.zeros(64, 64)}}, path)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_truncated_file(tmp_path, suffix):
+    path = tmp_path / f"codeformer{suffix}"
+    if suffix == ".pth":
+        small_checkpoint(path)
+    else:
+        save_file({"position_emb": torch.zeros(64, 64)}, str(path))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(WeightsFileError, match="truncated or corrupt") as error:
+        load_codeformer(path)
+    assert str(path) in str(error.value)
+
+
+def test_text_renamed_to_pth_is_corrupt_not_unsafe(tmp_path):
+    path = tmp_path / "codeformer.pth"
+    path.write_text("<html>404 Not Found</html>")
+    with pytest.raises(WeightsFileError, match="truncated or corrupt"):
+        load_codeformer(path)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p.touch(), "is empty"),
+        (lambda p: p.mkdir(), "is a folder"),
+        (lambda p: None, "does not exist"),
+    ],
+)
+def test_empty_folder_and_missing_paths(tmp_path, make, message):
+    path = tmp_path / "codeformer.pth"
+    make(path)
+    with pytest.raises(WeightsFileError, match=message):
+        load_codeformer(path)
+
+
+def test_cache_reuses_and_reloads_a_changed_file(tmp_path):
+    weights = {"position_emb": torch.zeros(1)}
+    path = small_checkpoint(tmp_path / "codeformer.pth")
+    del weights
+    first_stat = path.stat()
+    calls = []
+    import codeformer_nodes.models.loader as loader
+
+    original = loader.build_codeformer
+
+    def counting_build(resolved):
+        calls.append(resolved)
+        return torch.nn.Linear(1, 1)
+
+    loader.build_codeformer = counting_build
+    try:
+        first = load_codeformer(path)
+        assert load_codeformer(str(path)) is first
+        os.utime(path, ns=(first_stat.st_atime_ns, first_stat.st_mtime_ns + 10**9))
+        reloaded = load_codeformer(path)
+        assert reloaded is not first
+        assert load_codeformer(path, dtype=torch.float64) is not reloaded
+        assert len(calls) == 3
+        for index in range(4):
+            other = tmp_path / f"other{index}.pth"
+            small_checkpoint(other)
+            load_codeformer(other)
+        load_codeformer(path)
+        assert len(calls) == 8, "the cache keeps only a few models"
+    finally:
+        loader.build_codeformer = original
+        clear_model_cache()
+
+
+def test_convert_to_safetensors_is_lossless(recipe_checkpoint, restoration, tmp_path, capsys):
+    destination = tmp_path / "codeformer.safetensors"
+    assert convert_main([str(recipe_checkpoint), str(destination)]) == 0
+    assert "restoration" in capsys.readouterr().out
+    converted = load_file(str(destination))
+    assert converted.keys() == restoration.keys()
+    assert all(torch.equal(converted[key], restoration[key]) for key in restoration)
+
+
+def test_convert_refuses_a_non_codeformer_file(tmp_path, capsys):
+    source = tmp_path / "gfpgan.pth"
+    torch.save({"params_ema": {"conv_body_first.weight": torch.zeros(1)}}, source)
+    assert convert_main([str(source), str(tmp_path / "out.safetensors")]) == 1
+    assert "GFPGAN" in capsys.readouterr().err
+    assert not (tmp_path / "out.safetensors").exists()

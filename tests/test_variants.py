@@ -1,0 +1,46 @@
+"""The colorization and inpainting checkpoints run as their official inference calls them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from codeformer_nodes.models import clear_model_cache, load_codeformer
+
+OUT_ATOL = 5e-4
+FEATURE_ATOL = 1e-4
+
+
+@pytest.fixture
+def variant_model(recipe_weights, tmp_path):
+    def build(manifest: str):
+        path = tmp_path / "variant.pth"
+        torch.save({"params_ema": recipe_weights(manifest)}, path)
+        return load_codeformer(path)
+
+    yield build
+    clear_model_cache()
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a.double() - b.double()).abs().max().item()
+
+
+def test_colorization_matches_reference(variant_model, variant_vectors):
+    network = variant_model("manifest_colorization.json")
+    with torch.inference_mode():
+        out, logits, _ = network(variant_vectors["color_input"], w=0, adain=True)
+    assert max_diff(out, variant_vectors["color_out_w0_adain1"]) <= OUT_ATOL
+    assert max_diff(logits, variant_vectors["color_logits"]) <= FEATURE_ATOL
+    assert torch.equal(logits[0].argmax(dim=1), variant_vectors["color_code_indices"])
+
+
+def test_inpainting_matches_reference(variant_model, variant_vectors):
+    network = variant_model("manifest_inpainting.json")
+    x = variant_vectors["inpaint_input"]
+    with torch.inference_mode():
+        raw, logits, _ = network(x, w=1, adain=False)
+    assert logits.shape == (1, 256, 512)
+    assert max_diff(raw, variant_vectors["inpaint_raw_out_w1_adain0"]) <= OUT_ATOL
+    assert max_diff(logits, variant_vectors["inpaint_logits"]) <= FEATURE_ATOL
+    assert torch.equal(logits[0].argmax(dim=1), variant_vectors["inpaint_code_indices"])
