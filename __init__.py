@@ -19,6 +19,12 @@ _LAZY_EXPORTS = {
     "WeightsFileError": ".models",
     "UnsupportedModelError": ".models",
     "StateDictMismatchError": ".models",
+    "restore_faces": ".pipeline",
+    "paste_faces": ".pipeline",
+    "RestoreOptions": ".pipeline",
+    "RestoreResult": ".pipeline",
+    "FidelityRamp": ".pipeline",
+    "FaceInfo": ".pipeline",
 }
 
 __all__ = [*_LAZY_EXPORTS]

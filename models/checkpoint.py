@@ -45,7 +45,7 @@ OTHER_ARCHITECTURES = {
     "ESRGAN / Real-ESRGAN": ("conv_first.weight", "body.0.rdb1.conv1.weight"),
     "ESRGAN (old layout)": ("model.0.weight", "model.1.sub.0.RDB1.conv1.0.weight"),
     "RetinaFace detector": ("body.stage1.0.0.weight", "ClassHead.0.conv1x1.weight"),
-    "ParseNet / BiSeNet parser": ("encoder.0.conv.weight", "cp.backbone.conv1.weight"),
+    "ParseNet / BiSeNet parser": ("encoder.0.conv2d.weight", "cp.backbone.conv1.weight"),
 }
 
 # (codebook size, CFT sizes) of the official checkpoints -> the task each was trained for.
@@ -82,7 +82,7 @@ def read_state_dict(path: Path) -> StateDict:
                 "or corrupt: download or convert it again."
             ) from error
     else:
-        loaded = _load_pickle_safely(path)
+        loaded = load_pickle_safely(path)
     return unwrap_state_dict(loaded, path)
 
 
@@ -97,7 +97,8 @@ def check_weights_file(path: Path) -> None:
         raise WeightsFileError(f"{path} has suffix {path.suffix!r}; expected one of {', '.join(WEIGHT_SUFFIXES)}.")
 
 
-def _load_pickle_safely(path: Path) -> object:
+def load_pickle_safely(path: Path) -> object:
+    """``torch.load`` that refuses Python objects, with errors that name the file."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:

@@ -1,0 +1,6 @@
+"""The face pipeline: detect, align, restore in batches, paste back."""
+
+from .options import FidelityRamp, RestoreOptions
+from .restore import FaceInfo, RestoreResult, paste_faces, restore_faces
+
+__all__ = ["FaceInfo", "FidelityRamp", "RestoreOptions", "RestoreResult", "paste_faces", "restore_faces"]

@@ -1,0 +1,109 @@
+"""Face detection with facexlib's RetinaFace, as the official CodeFormer inference runs it.
+
+The detector sees a uint8 copy of the image resized (LANCZOS4) so that its short side is
+``detection_size``; boxes and landmarks are mapped back to input pixels. facexlib and
+OpenCV are imported on first use only.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..models.auxiliary import DETECTOR_WEIGHTS, check_auxiliary_weights, find_auxiliary_weights
+
+DETECTORS = tuple(DETECTOR_WEIGHTS)
+DEFAULT_DETECTOR = "retinaface_resnet50"
+DEFAULT_DETECTION_SIZE = 640
+# Long side of the detection copy is capped so that a 1:20 panorama never allocates gigabytes.
+MAX_DETECTION_LONG_SIDE = 4096
+NMS_THRESHOLD = 0.4
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One face in input-image pixels: box (x1, y1, x2, y2), score, 5 landmarks (x, y).
+
+    Landmarks are left eye, right eye, nose, left and right mouth corner.
+    """
+
+    box: tuple[float, float, float, float]
+    score: float
+    landmarks: tuple[tuple[float, float], ...]
+
+    @property
+    def size(self) -> float:
+        """Face size: the larger side of the box."""
+        return max(self.box[2] - self.box[0], self.box[3] - self.box[1])
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        return ((self.box[0] + self.box[2]) / 2, (self.box[1] + self.box[3]) / 2)
+
+    @property
+    def eye_distance(self) -> float:
+        (left_x, left_y), (right_x, right_y) = self.landmarks[:2]
+        return float(np.hypot(left_x - right_x, left_y - right_y))
+
+
+_detectors: dict[tuple[str, str, str], torch.nn.Module] = {}
+_detectors_lock = threading.Lock()
+
+
+def load_detector(name: str, device: torch.device, weights_dir: str | Path | None = None) -> torch.nn.Module:
+    """A RetinaFace detector, cached per (name, device, weights file): facexlib pins its device when built."""
+    if name not in DETECTOR_WEIGHTS:
+        raise ValueError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")
+    weights = DETECTOR_WEIGHTS[name]
+    path = find_auxiliary_weights(weights, weights_dir)
+    key = (name, str(device), str(path.resolve()))
+    with _detectors_lock:
+        if key not in _detectors:
+            from facexlib.detection.retinaface import RetinaFace
+
+            network = RetinaFace(network_name=name.removeprefix("retinaface_"), half=False, device=device)
+            network.load_state_dict(check_auxiliary_weights(weights, path), strict=True)
+            _detectors[key] = network.eval().to(device)
+        return _detectors[key]
+
+
+def detection_scale(height: int, width: int, detection_size: int | None) -> float:
+    """Input pixels per detection-copy pixel (1 when detecting at the original size)."""
+    if detection_size is None:
+        return 1.0
+    return max(min(height, width) / detection_size, max(height, width) / MAX_DETECTION_LONG_SIDE)
+
+
+def detect_faces(
+    image: np.ndarray,
+    detector: torch.nn.Module,
+    detection_size: int | None = DEFAULT_DETECTION_SIZE,
+    confidence: float = 0.97,
+    eye_distance_threshold: float = 5.0,
+) -> list[Detection]:
+    """Detect faces in an (H, W, 3) RGB uint8 image; coordinates are in input pixels."""
+    import cv2
+
+    height, width = image.shape[:2]
+    scale = detection_scale(height, width, detection_size)
+    bgr = np.ascontiguousarray(image[..., ::-1])
+    if scale != 1.0:
+        size = (int(width / scale), int(height / scale))
+        bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_LANCZOS4)
+    with torch.inference_mode():
+        rows = detector.detect_faces(bgr, confidence, NMS_THRESHOLD)
+    detections = []
+    for row in rows:
+        points = row[5:15] * scale
+        detection = Detection(
+            box=tuple(float(v) for v in row[:4] * scale),
+            score=float(row[4]),
+            landmarks=tuple((float(points[i]), float(points[i + 1])) for i in range(0, 10, 2)),
+        )
+        if detection.eye_distance >= eye_distance_threshold:
+            detections.append(detection)
+    return detections

@@ -1,0 +1,73 @@
+"""Image conversions at the pipeline's edge: caller layouts in, float (H, W, C) tensors out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+# Channels of an image may differ by this many 8-bit levels and it still counts as grey
+# (JPEG chroma noise); grey inputs get grey faces back.
+GREY_TOLERANCE_LEVELS = 10
+# ITU-R BT.601 luma weights, as OpenCV's RGB-to-grey conversion uses.
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+ImageInput = torch.Tensor | np.ndarray | Sequence[torch.Tensor | np.ndarray]
+
+
+def as_image_list(images: ImageInput) -> list[torch.Tensor]:
+    """Float32 (H, W, C) tensors in [0, 1] on the CPU, C in {1, 3, 4}; never the caller's storage.
+
+    Accepts a (B, H, W, C) float batch (ComfyUI's IMAGE), one (H, W, C) image, or a list of
+    float tensors or uint8 / uint16 arrays ((H, W) for grey).
+    """
+    if isinstance(images, torch.Tensor) and images.ndim == 4:
+        items: Sequence[torch.Tensor | np.ndarray] = list(images)
+    elif isinstance(images, (torch.Tensor, np.ndarray)):
+        items = [images]
+    else:
+        items = images
+    return [_as_float_image(item, index) for index, item in enumerate(items)]
+
+
+def _as_float_image(image: torch.Tensor | np.ndarray, index: int) -> torch.Tensor:
+    if isinstance(image, np.ndarray):
+        if image.dtype == np.uint8:
+            tensor = torch.from_numpy(image.astype(np.float32) / 255.0)
+        elif image.dtype == np.uint16:
+            tensor = torch.from_numpy(image.astype(np.float32) / 65535.0)
+        elif np.issubdtype(image.dtype, np.floating):
+            tensor = torch.from_numpy(image.astype(np.float32))
+        else:
+            raise TypeError(f"image {index}: unsupported array dtype {image.dtype}; use uint8, uint16 or float")
+    else:
+        tensor = image.detach().to("cpu", torch.float32).clone()
+    if tensor.ndim == 2:
+        tensor = tensor[..., None]
+    if tensor.ndim != 3 or tensor.shape[2] not in (1, 3, 4):
+        raise ValueError(
+            f"image {index}: expected (H, W, C) with C 1, 3 or 4 channels; got shape {tuple(tensor.shape)}"
+        )
+    if min(tensor.shape[:2]) < 1:
+        raise ValueError(f"image {index} is empty: shape {tuple(tensor.shape)}")
+    return tensor
+
+
+def to_uint8_rgb(image: torch.Tensor) -> np.ndarray:
+    """(H, W, 3) uint8 RGB for detection and cropping (grey replicated, alpha dropped)."""
+    colour = image[..., :3] if image.shape[2] >= 3 else image[..., :1].expand(-1, -1, 3)
+    return (colour.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def is_grey(image: torch.Tensor, rgb: np.ndarray) -> bool:
+    if image.shape[2] == 1:
+        return True
+    wide = rgb.astype(np.int16)
+    spread = np.abs(wide - np.roll(wide, 1, axis=2)).max()
+    return bool(spread <= GREY_TOLERANCE_LEVELS)
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """(..., 3) -> (..., 1) grey."""
+    return (rgb @ LUMA_WEIGHTS)[..., None].astype(np.float32)

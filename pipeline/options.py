@@ -1,0 +1,120 @@
+"""Options of the face pipeline, validated once so that compute code can trust them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .detection import DEFAULT_DETECTION_SIZE, DEFAULT_DETECTOR, DETECTORS
+
+FACE_SELECTIONS = ("all", "largest", "center")
+MAX_UPSCALE = 4
+# Largest output the pipeline will allocate, in pixels per image (about 3 GiB as float32 RGB).
+MAX_OUTPUT_PIXELS = 1 << 28
+
+# Takes a (1, H, W, 3) float image in [0, 1] and returns it enlarged, same layout.
+Upscaler = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class FidelityRamp:
+    """Fidelity that grows with face size: ``small_w`` up to ``small_size`` pixels, then a
+    linear ramp to ``large_w`` at ``large_size`` and beyond. Small faces hold little detail
+    worth keeping, so they usually want a lower w than large ones."""
+
+    small_w: float
+    large_w: float
+    small_size: float
+    large_size: float
+
+    def __post_init__(self) -> None:
+        _check_unit("small_w", self.small_w)
+        _check_unit("large_w", self.large_w)
+        if not 0 <= self.small_size < self.large_size:
+            raise ValueError(
+                f"fidelity ramp sizes must satisfy 0 <= small_size < large_size; got {self.small_size}, "
+                f"{self.large_size}"
+            )
+
+    def at(self, face_size: float) -> float:
+        t = min(max((face_size - self.small_size) / (self.large_size - self.small_size), 0.0), 1.0)
+        return self.small_w + t * (self.large_w - self.small_w)
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """Everything that shapes a restore run; the defaults follow the official inference.
+
+    Attributes:
+        fidelity: w in [0, 1], or a :class:`FidelityRamp` over face sizes.
+        adain: match code statistics to the input (official default on).
+        visibility: blend of the restored face over the original, 0-1.
+        detector: facexlib RetinaFace model name.
+        detection_size: short side of the copy the detector sees; None for the original size.
+        confidence: minimum detector score.
+        eye_distance_threshold: faces whose eyes are closer (pixels) are dropped (side views).
+        face_selection: "all", "largest", "center" (closest to the image centre), or a
+            sequence of indices into the faces ordered left to right (then top to bottom).
+        min_face_size, max_face_size: keep faces whose size (larger box side, input pixels)
+            lies in this range; max None for no limit.
+        max_faces: keep at most this many faces per image, the largest ones.
+        has_aligned: inputs are already 512x512 aligned faces: no detection, no paste.
+        upscale: output size factor 1-4 (background resized, or enlarged by ``upscaler``).
+        upscaler: optional callable enlarging the background.
+        parse_mask: paste through a ParseNet face mask instead of the soft square.
+        chunk_size: faces per network forward.
+        return_crops: also return the aligned and restored 512x512 crops.
+        weights_dir: folder searched first for detector and parser weights.
+    """
+
+    fidelity: float | FidelityRamp = 0.5
+    adain: bool = True
+    visibility: float = 1.0
+    detector: str = DEFAULT_DETECTOR
+    detection_size: int | None = DEFAULT_DETECTION_SIZE
+    confidence: float = 0.97
+    eye_distance_threshold: float = 5.0
+    face_selection: str | Sequence[int] = "all"
+    min_face_size: float = 0.0
+    max_face_size: float | None = None
+    max_faces: int | None = None
+    has_aligned: bool = False
+    upscale: int = 1
+    upscaler: Upscaler | None = None
+    parse_mask: bool = False
+    chunk_size: int = 8
+    return_crops: bool = False
+    weights_dir: str | Path | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.fidelity, FidelityRamp):
+            _check_unit("fidelity", self.fidelity)
+        _check_unit("visibility", self.visibility)
+        _check_unit("confidence", self.confidence)
+        if self.detector not in DETECTORS:
+            raise ValueError(f"unknown detector {self.detector!r}; choose one of {', '.join(DETECTORS)}")
+        if self.detection_size is not None and self.detection_size < 16:
+            raise ValueError(f"detection_size must be at least 16 pixels (or None); got {self.detection_size}")
+        if isinstance(self.face_selection, str) and self.face_selection not in FACE_SELECTIONS:
+            raise ValueError(
+                f"face_selection must be one of {FACE_SELECTIONS} or a list of indices; got {self.face_selection!r}"
+            )
+        if self.max_face_size is not None and self.max_face_size < self.min_face_size:
+            raise ValueError(f"max_face_size {self.max_face_size} is below min_face_size {self.min_face_size}")
+        if self.max_faces is not None and self.max_faces < 1:
+            raise ValueError(f"max_faces must be at least 1 (or None); got {self.max_faces}")
+        if self.upscale not in range(1, MAX_UPSCALE + 1):
+            raise ValueError(f"upscale must be an integer from 1 to {MAX_UPSCALE}; got {self.upscale}")
+        if self.chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1; got {self.chunk_size}")
+
+    def fidelity_for(self, face_size: float) -> float:
+        return self.fidelity.at(face_size) if isinstance(self.fidelity, FidelityRamp) else float(self.fidelity)
+
+
+def _check_unit(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1]; got {value}")

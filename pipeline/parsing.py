@@ -1,0 +1,54 @@
+"""Optional paste mask from facexlib's ParseNet face parser, instead of the soft square.
+
+The parser labels each pixel of the restored crop; face classes are kept, the mask is
+blurred wide so the seam disappears, and its rim is cleared so crop borders never show.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import torch
+
+from ..models.auxiliary import PARSENET_WEIGHTS, check_auxiliary_weights, find_auxiliary_weights
+from .geometry import FACE_SIZE, Region, warp_to_region
+from .options import RestoreOptions
+
+# ParseNet classes that are not face: background, neck, cloth, hair, hat.
+NON_FACE_CLASSES = (0, 14, 16, 17, 18)
+BLUR_KERNEL = (101, 101)
+BLUR_SIGMA = 11
+CLEARED_RIM_PIXELS = 10
+
+_parsers: dict[str, torch.nn.Module] = {}
+_parsers_lock = threading.Lock()
+
+
+def load_parser(device: torch.device, weights_dir: object = None) -> torch.nn.Module:
+    path = find_auxiliary_weights(PARSENET_WEIGHTS, weights_dir)
+    key = f"{device}|{path.resolve()}"
+    with _parsers_lock:
+        if key not in _parsers:
+            from facexlib.parsing.parsenet import ParseNet
+
+            network = ParseNet(in_size=FACE_SIZE, out_size=FACE_SIZE, parsing_ch=19)
+            network.load_state_dict(check_auxiliary_weights(PARSENET_WEIGHTS, path), strict=True)
+            _parsers[key] = network.eval().to(device)
+        return _parsers[key]
+
+
+def parse_paste_mask(crop: np.ndarray, inverse: np.ndarray, region: Region, options: RestoreOptions) -> np.ndarray:
+    """Soft mask of the face pixels of a restored (512, 512, 3) float crop, warped into ``region``."""
+    import cv2
+
+    parser = load_parser(torch.device("cpu"), options.weights_dir)
+    x = (torch.from_numpy(crop).permute(2, 0, 1)[None] - 0.5) / 0.5
+    with torch.inference_mode():
+        labels = parser(x)[0].argmax(dim=1)[0].numpy()
+    mask = np.where(np.isin(labels, NON_FACE_CLASSES), 0.0, 1.0)
+    for _ in range(2):
+        mask = cv2.GaussianBlur(mask, BLUR_KERNEL, BLUR_SIGMA)
+    rim = CLEARED_RIM_PIXELS
+    mask[:rim, :] = mask[-rim:, :] = mask[:, :rim] = mask[:, -rim:] = 0
+    return warp_to_region(mask.astype(np.float32), inverse, region, flags=cv2.INTER_AREA)

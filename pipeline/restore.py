@@ -1,0 +1,337 @@
+"""``restore_faces``: detect, align, restore in batches, paste back.
+
+Every face of every image goes through the network in chunks (one forward per chunk,
+one fidelity per face). The network sees the same 512x512 uint8 crops as the official
+flow; the background is never quantized, and pixels outside every pasted face are
+returned bit for bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .detection import Detection, detect_faces, load_detector
+from .geometry import (
+    FACE_SIZE,
+    crop_face,
+    estimate_alignment,
+    paste_affine,
+    paste_region,
+    square_paste_mask,
+    warp_to_region,
+)
+from .images import ImageInput, as_image_list, is_grey, luma, to_uint8_rgb
+from .options import MAX_OUTPUT_PIXELS, RestoreOptions
+
+# Called after each chunk with (faces done, faces in all); may raise to stop the run.
+ChunkCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class FaceInfo:
+    """One restored face, as plain data.
+
+    Attributes:
+        image_index: which input image the face is in.
+        box: detector box (x1, y1, x2, y2) in input pixels.
+        score: the detector's confidence.
+        landmarks: eyes, nose, mouth corners as (x, y) in input pixels.
+        face_size: the larger side of the box.
+        fidelity: the w the face was restored with.
+        affine: 2x3 transform from input pixels to the 512x512 aligned crop.
+        grey: the image is grey, so the face was pasted back grey.
+    """
+
+    image_index: int
+    box: tuple[float, float, float, float]
+    score: float
+    landmarks: tuple[tuple[float, float], ...]
+    face_size: float
+    fidelity: float
+    affine: tuple[tuple[float, float, float], tuple[float, float, float]]
+    grey: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class RestoreResult:
+    """What a run produced.
+
+    Attributes:
+        images: restored images, float32 (H', W', C) in [0, 1], C as in the input.
+        masks: per image, the soft mask of what was pasted (weight 0-1), (H', W').
+        faces: one :class:`FaceInfo` per restored face, in processing order.
+        crops: aligned input crops (N, 512, 512, 3), when asked for.
+        restored_crops: restored crops (N, 512, 512, 3), when asked for.
+    """
+
+    images: list[torch.Tensor]
+    masks: list[torch.Tensor]
+    faces: list[FaceInfo]
+    crops: torch.Tensor | None = None
+    restored_crops: torch.Tensor | None = None
+    faces_per_image: list[int] = field(default_factory=list)
+
+    def faces_json(self) -> str:
+        return json.dumps([face.to_dict() for face in self.faces])
+
+
+def restore_faces(
+    images: ImageInput,
+    model: torch.nn.Module,
+    options: RestoreOptions | None = None,
+    *,
+    on_chunk: ChunkCallback | None = None,
+    **overrides: object,
+) -> RestoreResult:
+    """Restore every face in ``images`` with a CodeFormer ``model``.
+
+    Args:
+        images: a (B, H, W, C) float batch in [0, 1] (ComfyUI's IMAGE), or a list of
+            float tensors or uint8 arrays; C is 1 (grey), 3 (RGB) or 4 (RGBA; alpha kept).
+        model: a network from :func:`codeformer_nodes.load_codeformer`; its device and
+            dtype decide where the faces run.
+        options: a :class:`RestoreOptions`; keyword ``overrides`` replace single fields.
+        on_chunk: progress callback after each network chunk.
+    """
+    options = dataclasses.replace(options or RestoreOptions(), **overrides)
+    pictures = as_image_list(images)
+    if options.has_aligned:
+        return _restore_aligned(pictures, model, options, on_chunk)
+    faces, crops = find_faces(pictures, options, _device_of(model))
+    restored = run_network(model, crops, [face.fidelity for face in faces], options, on_chunk)
+    result = paste_faces(pictures, faces, restored, options)
+    if options.return_crops:
+        result.crops = torch.from_numpy(crops.astype(np.float32) / 255.0)
+        result.restored_crops = restored
+    return result
+
+
+def find_faces(
+    pictures: list[torch.Tensor], options: RestoreOptions, device: torch.device
+) -> tuple[list[FaceInfo], np.ndarray]:
+    """Detect, select and align faces; returns their info and (N, 512, 512, 3) uint8 crops."""
+    detector = load_detector(options.detector, device, options.weights_dir)
+    faces: list[FaceInfo] = []
+    crops: list[np.ndarray] = []
+    for index, picture in enumerate(pictures):
+        rgb = to_uint8_rgb(picture)
+        grey = is_grey(picture, rgb)
+        detections = detect_faces(
+            rgb, detector, options.detection_size, options.confidence, options.eye_distance_threshold
+        )
+        for detection in select_faces(detections, options, picture.shape[0], picture.shape[1]):
+            affine = estimate_alignment(np.array(detection.landmarks))
+            if affine is None:
+                continue
+            crops.append(crop_face(rgb, affine))
+            faces.append(
+                FaceInfo(
+                    image_index=index,
+                    box=detection.box,
+                    score=detection.score,
+                    landmarks=detection.landmarks,
+                    face_size=detection.size,
+                    fidelity=options.fidelity_for(detection.size),
+                    affine=tuple(tuple(float(v) for v in row) for row in affine),
+                    grey=grey,
+                )
+            )
+    stacked = np.stack(crops) if crops else np.zeros((0, FACE_SIZE, FACE_SIZE, 3), np.uint8)
+    return faces, stacked
+
+
+def select_faces(detections: list[Detection], options: RestoreOptions, height: int, width: int) -> list[Detection]:
+    """Order faces left to right (then top to bottom) and apply the size filters and selection.
+
+    ``max_faces`` keeps the largest faces; an index list counts the faces left after the
+    size filters, and indices past the end are skipped (images of a batch differ).
+    """
+    ordered = sorted(detections, key=lambda d: (d.centre[0], d.centre[1]))
+    kept = [
+        d
+        for d in ordered
+        if d.size >= options.min_face_size and (options.max_face_size is None or d.size <= options.max_face_size)
+    ]
+    if options.max_faces is not None and len(kept) > options.max_faces:
+        largest = sorted(kept, key=lambda d: d.size, reverse=True)[: options.max_faces]
+        kept = [d for d in kept if d in largest]
+    selection = options.face_selection
+    if not kept or selection == "all":
+        return kept
+    if selection == "largest":
+        return [max(kept, key=lambda d: _clipped_area(d, height, width))]
+    if selection == "center":
+        return [min(kept, key=lambda d: np.hypot(d.centre[0] - width / 2, d.centre[1] - height / 2))]
+    return [kept[i] for i in selection if 0 <= i < len(kept)]
+
+
+def _clipped_area(detection: Detection, height: int, width: int) -> float:
+    x1, y1, x2, y2 = detection.box
+    return (min(max(x2, 0), width) - min(max(x1, 0), width)) * (min(max(y2, 0), height) - min(max(y1, 0), height))
+
+
+def run_network(
+    model: torch.nn.Module,
+    crops: np.ndarray,
+    fidelities: list[float],
+    options: RestoreOptions,
+    on_chunk: ChunkCallback | None = None,
+) -> torch.Tensor:
+    """Restore (N, 512, 512, 3) uint8 crops in chunks; returns float32 (N, 512, 512, 3) in [0, 1].
+
+    On CUDA, running out of memory halves the chunk and tries again, down to one face.
+    """
+    device, dtype = _device_of(model), _dtype_of(model)
+    faces = torch.from_numpy(crops).permute(0, 3, 1, 2)
+    total = faces.shape[0]
+    outputs: list[torch.Tensor] = []
+    chunk, start = options.chunk_size, 0
+    while start < total:
+        batch = faces[start : start + chunk]
+        x = ((batch.double() / 255.0).float() - 0.5) / 0.5
+        w = torch.tensor(fidelities[start : start + chunk])
+        try:
+            with torch.inference_mode():
+                out = model(x.to(device, dtype), w=w, adain=options.adain)[0]
+        except torch.OutOfMemoryError:
+            if device.type != "cuda" or chunk == 1:
+                raise
+            chunk //= 2
+            torch.cuda.empty_cache()
+            continue
+        outputs.append(((out.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu())
+        start += batch.shape[0]
+        if on_chunk is not None:
+            on_chunk(start, total)
+    if not outputs:
+        return torch.zeros((0, FACE_SIZE, FACE_SIZE, 3))
+    return torch.cat(outputs)
+
+
+def paste_faces(
+    pictures: list[torch.Tensor], faces: list[FaceInfo], restored: torch.Tensor, options: RestoreOptions
+) -> RestoreResult:
+    """Paste restored 512x512 crops into their images with the soft face mask.
+
+    ``restored`` is float (N, 512, 512, 3) in [0, 1], one crop per entry of ``faces``.
+    """
+    if restored.shape[0] != len(faces):
+        raise ValueError(f"{restored.shape[0]} restored crops for {len(faces)} faces; give one crop per face")
+    images, masks = [], []
+    for index, picture in enumerate(pictures):
+        canvas = _background(picture, options)
+        mask = np.zeros(canvas.shape[:2], np.float32)
+        for face, crop in zip(faces, restored, strict=True):
+            if face.image_index == index:
+                _paste_one(canvas, mask, face, crop.numpy().astype(np.float32), options)
+        images.append(torch.from_numpy(canvas))
+        masks.append(torch.from_numpy(mask))
+    counts = [sum(face.image_index == i for face in faces) for i in range(len(pictures))]
+    return RestoreResult(images=images, masks=masks, faces=faces, faces_per_image=counts)
+
+
+def _paste_one(canvas: np.ndarray, mask: np.ndarray, face: FaceInfo, crop: np.ndarray, options: RestoreOptions) -> None:
+    inverse = paste_affine(np.array(face.affine), options.upscale)
+    region = paste_region(inverse, canvas.shape[0], canvas.shape[1])
+    if region.bottom <= region.top or region.right <= region.left:
+        return
+    warped = warp_to_region(crop, inverse, region)
+    if options.parse_mask:
+        from .parsing import parse_paste_mask
+
+        soft = parse_paste_mask(crop, inverse, region, options)
+        pasted = warped
+    else:
+        coverage, soft = square_paste_mask(inverse, region, options.upscale)
+        pasted = coverage[..., None] * warped
+    soft = soft * np.float32(options.visibility)
+    channels = min(canvas.shape[2], 3)
+    if face.grey or channels == 1:
+        pasted = luma(pasted)
+        if channels == 3:
+            pasted = np.repeat(pasted, 3, axis=2)
+    rows, cols = region.slices
+    background = canvas[rows, cols, :channels]
+    weight = soft[..., None]
+    blended = weight * pasted + (1 - weight) * background
+    canvas[rows, cols, :channels] = np.where(weight > 0, blended, background)
+    mask[rows, cols] = 1 - (1 - mask[rows, cols]) * (1 - soft)
+
+
+def _background(picture: torch.Tensor, options: RestoreOptions) -> np.ndarray:
+    """The image to paste into: a copy of the input, enlarged when upscaling."""
+    height, width = picture.shape[:2]
+    scale = options.upscale
+    if height * width * scale * scale > MAX_OUTPUT_PIXELS:
+        raise ValueError(
+            f"upscale {scale} would make a {width * scale}x{height * scale} image, over the "
+            f"{MAX_OUTPUT_PIXELS:,}-pixel budget; use a smaller upscale or a smaller input"
+        )
+    if scale == 1:
+        return picture.numpy().copy()
+    import cv2
+
+    size = (width * scale, height * scale)
+    if options.upscaler is None:
+        return np.clip(cv2.resize(picture.numpy(), size, interpolation=cv2.INTER_LANCZOS4), 0, 1).reshape(
+            size[1], size[0], -1
+        )
+    colour = picture[..., :3] if picture.shape[2] >= 3 else picture.expand(-1, -1, 3)
+    enlarged = options.upscaler(colour[None])[0].detach().to("cpu", torch.float32).numpy()
+    if enlarged.shape[:2] != (size[1], size[0]):
+        enlarged = cv2.resize(enlarged, size, interpolation=cv2.INTER_LANCZOS4)
+    enlarged = np.clip(enlarged, 0, 1)
+    if picture.shape[2] == 1:
+        return luma(enlarged)
+    if picture.shape[2] == 4:
+        alpha = cv2.resize(picture[..., 3].numpy(), size, interpolation=cv2.INTER_LANCZOS4)
+        return np.concatenate([enlarged, np.clip(alpha, 0, 1)[..., None]], axis=2)
+    return enlarged
+
+
+def _restore_aligned(
+    pictures: list[torch.Tensor], model: torch.nn.Module, options: RestoreOptions, on_chunk: ChunkCallback | None
+) -> RestoreResult:
+    """Inputs are aligned 512x512 faces: restore them as they are, no detection or paste."""
+    for index, picture in enumerate(pictures):
+        if picture.shape[:2] != (FACE_SIZE, FACE_SIZE):
+            raise ValueError(
+                f"has_aligned needs 512x512 aligned faces; image {index} is "
+                f"{picture.shape[1]}x{picture.shape[0]}. Turn has_aligned off to detect faces."
+            )
+    crops = np.stack([to_uint8_rgb(picture) for picture in pictures])
+    fidelities = [options.fidelity_for(FACE_SIZE)] * len(pictures)
+    restored = run_network(model, crops, fidelities, options, on_chunk)
+    images = []
+    for picture, face in zip(pictures, restored, strict=True):
+        out = face.numpy()
+        if is_grey(picture, to_uint8_rgb(picture)):
+            out = luma(out) if picture.shape[2] == 1 else np.repeat(luma(out), 3, axis=2)
+        if picture.shape[2] == 4:
+            out = np.concatenate([out, picture[..., 3:].numpy()], axis=2)
+        images.append(torch.from_numpy(np.ascontiguousarray(out)))
+    masks = [torch.ones(FACE_SIZE, FACE_SIZE) for _ in pictures]
+    result = RestoreResult(images=images, masks=masks, faces=[], faces_per_image=[1] * len(pictures))
+    if options.return_crops:
+        result.crops = torch.from_numpy(crops.astype(np.float32) / 255.0)
+        result.restored_crops = restored
+    return result
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def _dtype_of(model: torch.nn.Module) -> torch.dtype:
+    parameter = next(model.parameters(), None)
+    return parameter.dtype if parameter is not None else torch.float32
