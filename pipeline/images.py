@@ -17,7 +17,9 @@ ImageInput = torch.Tensor | np.ndarray | Sequence[torch.Tensor | np.ndarray]
 
 
 def as_image_list(images: ImageInput) -> list[torch.Tensor]:
-    """Float32 (H, W, C) tensors in [0, 1] on the CPU, C in {1, 3, 4}; never the caller's storage.
+    """Float32 (H, W, C) tensors in [0, 1] on the CPU, C in {1, 3, 4}.
+
+    Float CPU tensors come back as views of the caller's storage: the pipeline only reads them.
 
     Accepts a (B, H, W, C) float batch (ComfyUI's IMAGE), one (H, W, C) image, or a list of
     float tensors or uint8 / uint16 arrays ((H, W) for grey).
@@ -42,7 +44,7 @@ def _as_float_image(image: torch.Tensor | np.ndarray, index: int) -> torch.Tenso
         else:
             raise TypeError(f"image {index}: unsupported array dtype {image.dtype}; use uint8, uint16 or float")
     else:
-        tensor = image.detach().to("cpu", torch.float32).clone()
+        tensor = image.detach().to("cpu", torch.float32)
     if tensor.ndim == 2:
         tensor = tensor[..., None]
     if tensor.ndim != 3 or tensor.shape[2] not in (1, 3, 4):

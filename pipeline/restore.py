@@ -104,6 +104,8 @@ def restore_faces(
     """
     options = dataclasses.replace(options or RestoreOptions(), **overrides)
     pictures = as_image_list(images)
+    for picture in pictures:
+        check_output_size(picture, options.upscale)
     if options.has_aligned:
         return _restore_aligned(pictures, model, options, on_chunk)
     faces, crops = find_faces(pictures, options, _device_of(model))
@@ -267,15 +269,21 @@ def _paste_one(canvas: np.ndarray, mask: np.ndarray, face: FaceInfo, crop: np.nd
     mask[rows, cols] = 1 - (1 - mask[rows, cols]) * (1 - soft)
 
 
+def check_output_size(picture: torch.Tensor, upscale: int) -> None:
+    """Refuse, before any work, an output larger than the pixel budget."""
+    height, width = picture.shape[:2]
+    if height * width * upscale * upscale > MAX_OUTPUT_PIXELS:
+        raise ValueError(
+            f"upscale {upscale} would make a {width * upscale}x{height * upscale} image, over the "
+            f"{MAX_OUTPUT_PIXELS:,}-pixel budget; use a smaller upscale or a smaller input"
+        )
+
+
 def _background(picture: torch.Tensor, options: RestoreOptions) -> np.ndarray:
     """The image to paste into: a copy of the input, enlarged when upscaling."""
     height, width = picture.shape[:2]
     scale = options.upscale
-    if height * width * scale * scale > MAX_OUTPUT_PIXELS:
-        raise ValueError(
-            f"upscale {scale} would make a {width * scale}x{height * scale} image, over the "
-            f"{MAX_OUTPUT_PIXELS:,}-pixel budget; use a smaller upscale or a smaller input"
-        )
+    check_output_size(picture, scale)
     if scale == 1:
         return picture.numpy().copy()
     import cv2

@@ -1,0 +1,229 @@
+"""Behaviour of restore_faces with a stand-in network (fast) and the real detector."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from codeformer_nodes import FidelityRamp, RestoreOptions, restore_faces
+from codeformer_nodes.models import WeightsFileError
+from codeformer_nodes.models.auxiliary import DETECTOR_WEIGHTS, AuxiliaryWeights, find_auxiliary_weights
+
+from .conftest import TESTDATA
+
+DETECTOR = "retinaface_mobile0.25"
+
+
+class RecordingNetwork(torch.nn.Module):
+    """Stands in for CodeFormer: inverts the face and records every forward's batch and w."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+        self.calls: list[tuple[int, list[float]]] = []
+
+    def forward(self, x, w=0, adain=False):
+        self.calls.append((x.shape[0], [round(float(v), 4) for v in torch.as_tensor(w).reshape(-1)]))
+        return (-x, None, None)
+
+
+@pytest.fixture(scope="module")
+def weights_dir():
+    folder = TESTDATA / "weights"
+    if not folder.exists():
+        pytest.skip(f"{folder} is absent: the real detector lives in ../shared/testdata")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def photo() -> torch.Tensor:
+    from PIL import Image
+
+    path = TESTDATA / "photos" / "group_four.png"
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    return torch.from_numpy(np.array(Image.open(path).convert("RGB")).astype(np.float32) / 255.0)
+
+
+def run(images, weights_dir, network=None, **changes):
+    network = network or RecordingNetwork()
+    return restore_faces(images, network, RestoreOptions(detector=DETECTOR, weights_dir=weights_dir, **changes))
+
+
+def test_untouched_pixels_are_bit_identical_and_input_unchanged(photo, weights_dir):
+    batch = torch.stack([photo, photo.flip(1)])
+    before = batch.clone()
+    result = run(batch, weights_dir)
+    assert torch.equal(batch, before), "the caller's tensor must not change"
+    assert len(result.faces) == 8 and result.faces_per_image == [4, 4]
+    for image, mask, original in zip(result.images, result.masks, batch, strict=True):
+        outside = mask == 0
+        assert torch.equal(image[outside], original[outside])
+        assert not torch.equal(image[~outside], original[~outside])
+
+
+def test_faces_are_ordered_left_to_right_with_plain_info(photo, weights_dir):
+    result = run(photo[None], weights_dir)
+    centres = [(face.box[0] + face.box[2]) / 2 for face in result.faces]
+    assert centres == sorted(centres)
+    info = result.faces[0].to_dict()
+    assert set(info) >= {"image_index", "box", "score", "landmarks", "face_size", "fidelity", "affine"}
+    assert '"face_size"' in result.faces_json()
+
+
+def test_image_without_faces_comes_back_identical(weights_dir):
+    blank = torch.rand(1, 200, 300, 3)
+    result = run(blank, weights_dir)
+    assert result.faces == [] and result.faces_per_image == [0]
+    assert torch.equal(result.images[0], blank[0])
+    assert result.masks[0].abs().sum() == 0
+
+
+def test_all_faces_go_through_in_chunks_with_per_face_fidelity(photo, weights_dir):
+    network = RecordingNetwork()
+    ramp = FidelityRamp(small_w=0.2, large_w=0.8, small_size=150, large_size=200)
+    result = run(torch.stack([photo, photo]), weights_dir, network, chunk_size=3, fidelity=ramp)
+    assert [size for size, _ in network.calls] == [3, 3, 2]
+    used = [w for _, ws in network.calls for w in ws]
+    assert used == [round(ramp.at(face.face_size), 4) for face in result.faces]
+    assert len(set(used)) > 1
+
+
+def test_selection_and_size_filters(photo, weights_dir):
+    from codeformer_nodes.pipeline.detection import detect_faces, load_detector
+    from codeformer_nodes.pipeline.images import to_uint8_rgb
+    from codeformer_nodes.pipeline.restore import select_faces
+
+    detections = detect_faces(to_uint8_rgb(photo), load_detector(DETECTOR, torch.device("cpu"), weights_dir))
+    height, width = photo.shape[:2]
+
+    def select(**changes):
+        return select_faces(detections, RestoreOptions(**changes), height, width)
+
+    everything = select()
+    sizes = sorted(face.size for face in everything)
+    assert len(everything) == 4
+    assert select(face_selection="largest") == [max(everything, key=lambda d: d.size)]
+    assert sorted(d.size for d in select(max_faces=2)) == sizes[2:]
+    assert len(select(min_face_size=sizes[1])) == 3
+    assert len(select(max_face_size=sizes[1])) == 2
+    assert select(face_selection=[0, 3, 7]) == [everything[0], everything[3]]
+    centre = select(face_selection="center")
+    assert len(centre) == 1 and centre[0] in everything[1:3]
+
+
+def test_rgba_keeps_alpha_and_grey_stays_grey(photo, weights_dir):
+    alpha = torch.linspace(0, 1, photo.shape[1]).expand(photo.shape[0], -1)[..., None]
+    rgba = torch.cat([photo, alpha], dim=2)
+    result = run(rgba[None], weights_dir)
+    assert torch.equal(result.images[0][..., 3], rgba[..., 3])
+    grey = photo.mean(dim=2, keepdim=True).expand(-1, -1, 3).contiguous()
+    out = run(grey[None], weights_dir).images[0]
+    assert torch.allclose(out[..., 0], out[..., 1], atol=1e-6) and torch.allclose(out[..., 1], out[..., 2], atol=1e-6)
+
+
+def test_visibility_blends_towards_the_original(photo, weights_dir):
+    full = run(photo[None], weights_dir, face_selection="largest").images[0]
+    half = run(photo[None], weights_dir, face_selection="largest", visibility=0.5).images[0]
+    assert torch.allclose(half, (full + photo) / 2, atol=2e-6)
+
+
+def test_upscale_and_pixel_budget(photo, weights_dir):
+    result = run(photo[None], weights_dir, upscale=2)
+    assert result.images[0].shape == (photo.shape[0] * 2, photo.shape[1] * 2, 3)
+    calls = []
+
+    def upscaler(image: torch.Tensor) -> torch.Tensor:
+        calls.append(image.shape)
+        return torch.nn.functional.interpolate(image.permute(0, 3, 1, 2), scale_factor=2).permute(0, 2, 3, 1)
+
+    assert run(photo[None], weights_dir, upscale=2, upscaler=upscaler).images[0].shape[0] == photo.shape[0] * 2
+    assert calls == [(1, *photo.shape)]
+    with pytest.raises(ValueError, match="pixel budget"):
+        run(torch.zeros(1, 1, 1, 3).expand(1, 20000, 20000, 3), weights_dir, upscale=4)
+
+
+def test_has_aligned_restores_without_detection(weights_dir):
+    faces = torch.rand(2, 512, 512, 3)
+    network = RecordingNetwork()
+    result = run(faces, weights_dir, network, has_aligned=True, return_crops=True)
+    assert network.calls[0][0] == 2
+    assert result.images[0].shape == (512, 512, 3)
+    with pytest.raises(ValueError, match="512x512"):
+        run(torch.rand(1, 300, 300, 3), weights_dir, has_aligned=True)
+
+
+def test_crops_are_returned_on_request(photo, weights_dir):
+    result = run(photo[None], weights_dir, return_crops=True)
+    assert result.crops.shape == result.restored_crops.shape == (4, 512, 512, 3)
+    assert run(photo[None], weights_dir).crops is None
+
+
+def test_deterministic(photo, weights_dir):
+    first = run(photo[None], weights_dir).images[0]
+    assert torch.equal(first, run(photo[None], weights_dir).images[0])
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"fidelity": 1.5}, "fidelity must lie in"),
+        ({"detector": "yolo"}, "unknown detector"),
+        ({"upscale": 8}, "upscale must be"),
+        ({"face_selection": "biggest"}, "face_selection"),
+    ],
+)
+def test_bad_options_are_refused(change, message):
+    with pytest.raises(ValueError, match=message):
+        RestoreOptions(**change)
+
+
+def test_missing_detector_names_file_url_and_folders(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(WeightsFileError) as error:
+        find_auxiliary_weights(DETECTOR_WEIGHTS["retinaface_resnet50"], tmp_path / "mine", download=False)
+    message = str(error.value)
+    assert "detection_Resnet50_Final.pth" in message and "https://" in message
+    assert str(tmp_path / "mine") in message and str(tmp_path / "cache") in message
+
+
+def test_download_is_checked_before_it_is_kept(tmp_path, monkeypatch, weights_dir):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    good = DETECTOR_WEIGHTS[DETECTOR]
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    shutil.copy(weights_dir / good.file_name, mirror / good.file_name)
+    local = AuxiliaryWeights(good.file_name, (mirror / good.file_name).as_uri(), "facedetection", good.required_keys)
+    found = find_auxiliary_weights(local, tmp_path / "dest")
+    assert found == tmp_path / "dest" / good.file_name and found.is_file()
+
+    (mirror / "bad.pth").write_bytes(b"<html>rate limited</html>")
+    bad = AuxiliaryWeights("bad.pth", (mirror / "bad.pth").as_uri(), "facedetection", good.required_keys)
+    with pytest.raises(WeightsFileError):
+        find_auxiliary_weights(bad, tmp_path / "dest")
+    assert sorted(p.name for p in (tmp_path / "dest").iterdir()) == [good.file_name]
+
+
+def test_parse_mask_needs_its_weights_and_pastes_through_them(photo, weights_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    shutil.copy(weights_dir / DETECTOR_WEIGHTS[DETECTOR].file_name, folder)
+    from codeformer_nodes.pipeline import parsing
+
+    monkeypatch.setattr(parsing, "PARSENET_WEIGHTS", replace(parsing.PARSENET_WEIGHTS, url="http://127.0.0.1:9/none"))
+    with pytest.raises(WeightsFileError, match="parsing_parsenet.pth"):
+        run(photo[None], folder, face_selection="largest", parse_mask=True)
+
+    from facexlib.parsing.parsenet import ParseNet
+
+    torch.manual_seed(0)
+    torch.save(ParseNet(in_size=512, out_size=512, parsing_ch=19).state_dict(), folder / "parsing_parsenet.pth")
+    result = run(photo[None], folder, face_selection="largest", parse_mask=True)
+    outside = result.masks[0] == 0
+    assert torch.equal(result.images[0][outside], photo[outside])
+    assert result.masks[0].max() > 0
