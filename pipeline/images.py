@@ -53,6 +53,11 @@ def _as_float_image(image: torch.Tensor | np.ndarray, index: int) -> torch.Tenso
         )
     if min(tensor.shape[:2]) < 1:
         raise ValueError(f"image {index} is empty: shape {tuple(tensor.shape)}")
+    if not torch.isfinite(tensor).all():
+        raise ValueError(
+            f"image {index} holds NaN or infinite values; fix the node or file that produced it "
+            "(a VAE decode in the wrong precision often does this)"
+        )
     return tensor
 
 

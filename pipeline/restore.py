@@ -190,7 +190,8 @@ def run_network(
 ) -> torch.Tensor:
     """Restore (N, 512, 512, 3) uint8 crops in chunks; returns float32 (N, 512, 512, 3) in [0, 1].
 
-    On CUDA, running out of memory halves the chunk and tries again, down to one face.
+    Running out of memory (on CUDA, in practice) halves the chunk and tries again, down to
+    one face, then re-raises.
     """
     device, dtype = _device_of(model), _dtype_of(model)
     faces = torch.from_numpy(crops).permute(0, 3, 1, 2)
@@ -205,10 +206,11 @@ def run_network(
             with torch.inference_mode():
                 out = model(x.to(device, dtype), w=w, adain=options.adain)[0]
         except torch.OutOfMemoryError:
-            if device.type != "cuda" or chunk == 1:
+            if chunk == 1:
                 raise
             chunk //= 2
-            torch.cuda.empty_cache()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
             continue
         outputs.append(((out.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu())
         start += batch.shape[0]

@@ -227,3 +227,72 @@ def test_parse_mask_needs_its_weights_and_pastes_through_them(photo, weights_dir
     outside = result.masks[0] == 0
     assert torch.equal(result.images[0][outside], photo[outside])
     assert result.masks[0].max() > 0
+
+
+def small_codeformer() -> torch.nn.Module:
+    """A real CodeFormer, narrow enough to run fast; random weights."""
+    from codeformer_nodes import CodeFormer, CodeFormerConfig
+
+    torch.manual_seed(0)
+    config = CodeFormerConfig(base_channels=32, n_layers=2, dim_embd=64, dim_mlp=128, n_head=4, emb_dim=32)
+    network = CodeFormer(config).eval()
+    for parameter in network.parameters():
+        torch.nn.init.normal_(parameter, std=0.05)
+    return network
+
+
+def test_mixed_fidelity_chunk_equals_faces_one_by_one(photo, weights_dir):
+    network = small_codeformer()
+    ramp = FidelityRamp(small_w=0.1, large_w=0.9, small_size=150, large_size=200)
+    batched = run(photo[None], weights_dir, network, chunk_size=4, fidelity=ramp, return_crops=True)
+    singles = run(photo[None], weights_dir, network, chunk_size=1, fidelity=ramp, return_crops=True)
+    assert len({face.fidelity for face in batched.faces}) > 1
+    # float32 convolutions round differently per batch size; stay well under half an 8-bit level
+    torch.testing.assert_close(batched.restored_crops, singles.restored_crops, atol=1e-3, rtol=0)
+    other_w = run(photo[None], weights_dir, network, chunk_size=4, fidelity=1.0, return_crops=True)
+    assert (other_w.restored_crops - batched.restored_crops).abs().max() > 1e-3
+
+
+def test_out_of_memory_halves_the_chunk_then_gives_up(photo, weights_dir):
+    class SmallMemory(RecordingNetwork):
+        def forward(self, x, w=0, adain=False):
+            if x.shape[0] > self.limit:
+                raise torch.OutOfMemoryError("stand-in for CUDA out of memory")
+            return super().forward(x, w, adain)
+
+    network = SmallMemory()
+    network.limit = 1
+    run(photo[None], weights_dir, network, chunk_size=4)
+    assert [size for size, _ in network.calls] == [1, 1, 1, 1]
+    network.limit = 0
+    with pytest.raises(torch.OutOfMemoryError):
+        run(photo[None], weights_dir, network, chunk_size=4)
+
+
+def test_visibility_zero_returns_the_input_exactly(photo, weights_dir):
+    assert torch.equal(run(photo[None], weights_dir, visibility=0.0).images[0], photo)
+
+
+def test_unquantized_float_background_is_kept(photo, weights_dir):
+    """Floats between 8-bit levels (a VAE's output, 16-bit sources) stay as they are."""
+    fine = (photo + torch.rand_like(photo) / 512).clamp(0, 1)
+    result = run(fine[None], weights_dir)
+    outside = result.masks[0] == 0
+    assert result.faces_per_image == [4]
+    assert torch.equal(result.images[0][outside], fine[outside])
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 3), (1, 1, 4000, 3), (1, 4000, 1, 3), (0, 64, 64, 3)])
+def test_degenerate_sizes_and_empty_batch(weights_dir, shape):
+    images = torch.rand(shape)
+    result = run(images, weights_dir)
+    assert result.faces == [] and len(result.images) == shape[0]
+    for image, original in zip(result.images, images, strict=True):
+        assert torch.equal(image, original)
+
+
+def test_non_finite_pixels_are_a_clear_error(weights_dir):
+    images = torch.rand(2, 64, 64, 3)
+    images[1, 3, 4, 0] = float("nan")
+    with pytest.raises(ValueError, match="image 1 holds NaN"):
+        run(images, weights_dir)
