@@ -21,6 +21,7 @@ _LAZY_EXPORTS = {
     "StateDictMismatchError": ".models",
     "restore_faces": ".pipeline",
     "paste_faces": ".pipeline",
+    "sweep_fidelity": ".pipeline",
     "RestoreOptions": ".pipeline",
     "RestoreResult": ".pipeline",
     "FidelityRamp": ".pipeline",

@@ -61,6 +61,8 @@ class RestoreOptions:
         min_face_size, max_face_size: keep faces whose size (larger box side, input pixels)
             lies in this range; max None for no limit.
         max_faces: keep at most this many faces per image, the largest ones.
+        selection_masks: (B, H, W) or (1, H, W) masks in [0, 1]; a face is restored only
+            when its box centre lies where its image's mask is at least 0.5.
         has_aligned: inputs are already 512x512 aligned faces: no detection, no paste.
         upscale: output size factor 1-4 (background resized, or enlarged by ``upscaler``).
         upscaler: optional callable enlarging the background.
@@ -81,6 +83,7 @@ class RestoreOptions:
     min_face_size: float = 0.0
     max_face_size: float | None = None
     max_faces: int | None = None
+    selection_masks: torch.Tensor | None = None
     has_aligned: bool = False
     upscale: int = 1
     upscaler: Upscaler | None = None

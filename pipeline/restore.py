@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -117,6 +117,65 @@ def restore_faces(
     return result
 
 
+def sweep_fidelity(
+    images: ImageInput,
+    model: torch.nn.Module,
+    values: Sequence[float],
+    options: RestoreOptions | None = None,
+    *,
+    on_chunk: ChunkCallback | None = None,
+    **overrides: object,
+) -> RestoreResult:
+    """Restore at each fidelity in ``values`` from a single detection pass.
+
+    Results are image-major: for each input image, one output per value, in the order
+    given. Each face's ``image_index`` refers to the output list.
+    """
+    options = dataclasses.replace(options or RestoreOptions(), **overrides)
+    if not values:
+        raise ValueError("a fidelity sweep needs at least one w value")
+    for value in values:
+        dataclasses.replace(options, fidelity=value)  # validates each value
+    pictures = as_image_list(images)
+    for picture in pictures:
+        check_output_size(picture, options.upscale)
+    if options.has_aligned:
+        runs = [_restore_aligned(pictures, model, dataclasses.replace(options, fidelity=w), on_chunk) for w in values]
+    else:
+        faces, crops = find_faces(pictures, options, _device_of(model))
+        runs = []
+        for w in values:
+            restored = run_network(model, crops, [w] * len(faces), options, on_chunk)
+            swept = [dataclasses.replace(face, fidelity=w) for face in faces]
+            run = paste_faces(pictures, swept, restored, options)
+            if options.return_crops:
+                run.crops = torch.from_numpy(crops.astype(np.float32) / 255.0)
+                run.restored_crops = restored
+            runs.append(run)
+    return _interleave(runs, len(pictures), crops_per_image=options.has_aligned)
+
+
+def _interleave(runs: list[RestoreResult], image_count: int, crops_per_image: bool) -> RestoreResult:
+    """Merge per-value results into one, image-major; crops follow their faces (or images)."""
+    merged = RestoreResult(images=[], masks=[], faces=[], faces_per_image=[])
+    crops, restored = [], []
+    for index in range(image_count):
+        for run in runs:
+            output_index = len(merged.images)
+            merged.images.append(run.images[index])
+            merged.masks.append(run.masks[index])
+            merged.faces_per_image.append(run.faces_per_image[index])
+            rows = [i for i, face in enumerate(run.faces) if face.image_index == index]
+            merged.faces += [dataclasses.replace(run.faces[i], image_index=output_index) for i in rows]
+            if run.crops is not None:
+                rows = [index] if crops_per_image else rows
+                crops.append(run.crops[rows])
+                restored.append(run.restored_crops[rows])
+    if crops:
+        merged.crops, merged.restored_crops = torch.cat(crops), torch.cat(restored)
+    return merged
+
+
 def find_faces(
     pictures: list[torch.Tensor], options: RestoreOptions, device: torch.device
 ) -> tuple[list[FaceInfo], np.ndarray]:
@@ -130,6 +189,7 @@ def find_faces(
         detections = detect_faces(
             rgb, detector, options.detection_size, options.confidence, options.eye_distance_threshold
         )
+        detections = [d for d in detections if _inside_selection_mask(d, options.selection_masks, index, picture)]
         for detection in select_faces(detections, options, picture.shape[0], picture.shape[1]):
             affine = estimate_alignment(np.array(detection.landmarks))
             if affine is None:
@@ -174,6 +234,17 @@ def select_faces(detections: list[Detection], options: RestoreOptions, height: i
     if selection == "center":
         return [min(kept, key=lambda d: np.hypot(d.centre[0] - width / 2, d.centre[1] - height / 2))]
     return [kept[i] for i in selection if 0 <= i < len(kept)]
+
+
+def _inside_selection_mask(detection: Detection, masks: torch.Tensor | None, index: int, picture: torch.Tensor) -> bool:
+    """Whether the face's box centre lies where the image's selection mask is >= 0.5."""
+    if masks is None:
+        return True
+    mask = masks[index if masks.shape[0] > 1 else 0]
+    x, y = detection.centre
+    row = min(max(int(y * mask.shape[0] / picture.shape[0]), 0), mask.shape[0] - 1)
+    column = min(max(int(x * mask.shape[1] / picture.shape[1]), 0), mask.shape[1] - 1)
+    return bool(mask[row, column] >= 0.5)
 
 
 def _clipped_area(detection: Detection, height: int, width: int) -> float:

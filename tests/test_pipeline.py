@@ -296,3 +296,28 @@ def test_non_finite_pixels_are_a_clear_error(weights_dir):
     images[1, 3, 4, 0] = float("nan")
     with pytest.raises(ValueError, match="image 1 holds NaN"):
         run(images, weights_dir)
+
+
+def test_sweep_gives_one_output_per_value_from_one_detection(photo, weights_dir, monkeypatch):
+    from codeformer_nodes import sweep_fidelity
+    from codeformer_nodes.pipeline import restore as restore_module
+
+    detections = []
+    original = restore_module.detect_faces
+    monkeypatch.setattr(restore_module, "detect_faces", lambda *a, **k: detections.append(1) or original(*a, **k))
+    network = RecordingNetwork()
+    values = [0.0, 0.5, 1.0]
+    images = torch.stack([photo, photo.flip(1)])
+    result = sweep_fidelity(images, network, values, RestoreOptions(detector=DETECTOR, weights_dir=weights_dir))
+    assert len(detections) == 2 and len(result.images) == 6
+    assert [ws[0] for _, ws in network.calls] == values
+    assert [face.fidelity for face in result.faces if face.image_index == 1] == [0.5] * 4
+    assert {face.image_index for face in result.faces} == set(range(6))
+
+
+def test_selection_mask_keeps_faces_whose_centre_is_inside(photo, weights_dir):
+    everything = run(photo[None], weights_dir).faces
+    mask = torch.zeros(1, *photo.shape[:2])
+    mask[:, :, : int(everything[1].box[2])] = 1.0
+    kept = run(photo[None], weights_dir, selection_masks=mask).faces
+    assert [face.box for face in kept] == [face.box for face in everything[:2]]
