@@ -26,6 +26,9 @@ _LAZY_EXPORTS = {
     "RestoreResult": ".pipeline",
     "FidelityRamp": ".pipeline",
     "FaceInfo": ".pipeline",
+    # ComfyUI reads these when it loads the pack; resolving them imports the nodes.
+    "NODE_CLASS_MAPPINGS": ".nodes",
+    "NODE_DISPLAY_NAME_MAPPINGS": ".nodes",
 }
 
 __all__ = [*_LAZY_EXPORTS]

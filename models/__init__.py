@@ -2,7 +2,7 @@
 
 from .checkpoint import WEIGHT_SUFFIXES, read_state_dict, recognise
 from .errors import CodeFormerWeightsError, StateDictMismatchError, UnsupportedModelError, WeightsFileError
-from .loader import ModelDescription, clear_model_cache, load_codeformer
+from .loader import ModelDescription, build_codeformer, clear_model_cache, load_codeformer
 
 __all__ = [
     "WEIGHT_SUFFIXES",
@@ -11,6 +11,7 @@ __all__ = [
     "StateDictMismatchError",
     "UnsupportedModelError",
     "WeightsFileError",
+    "build_codeformer",
     "clear_model_cache",
     "load_codeformer",
     "read_state_dict",

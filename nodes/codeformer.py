@@ -1,0 +1,258 @@
+"""ComfyUI nodes: thin adapters over ``load_codeformer``/``restore_faces``; no logic of their own.
+
+Images arrive as (B, H, W, C) float tensors in [0, 1] and masks as (B, H, W); both are
+only read. Node ids and input names are stable: saved workflows refer to them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..pipeline import FaceInfo, FidelityRamp, RestoreOptions, paste_faces, restore_faces, sweep_fidelity
+from ..pipeline.detection import DEFAULT_DETECTION_SIZE, DETECTORS
+from ..pipeline.geometry import FACE_SIZE
+from ..pipeline.options import FACE_SELECTIONS, MAX_UPSCALE
+from . import host
+
+CATEGORY = "image/restoration/CodeFormer"
+FACE_SELECTION_CHOICES = (*FACE_SELECTIONS, "indices")
+NO_MODEL_FILES = "(no CodeFormer weights found: put codeformer.pth in models/facerestore_models)"
+
+
+@dataclass(frozen=True)
+class FidelityControl:
+    """The CODEFORMER_FIDELITY socket."""
+
+    fidelity: float | FidelityRamp
+    visibility: float
+    sweep: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class DetectedFaces:
+    """The CODEFORMER_FACES socket: what the paste node needs to put edited crops back."""
+
+    faces: tuple[FaceInfo, ...]
+    options: RestoreOptions
+
+
+class CodeFormerModelLoader:
+    """Load CodeFormer weights from ``models/facerestore_models`` (any file name)."""
+
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("CODEFORMER_MODEL",)
+    RETURN_NAMES = ("codeformer_model",)
+    FUNCTION = "load"
+    DESCRIPTION = "Loads CodeFormer weights (restoration, colorization or inpainting), recognised by their keys."
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        files = host.model_files() or [NO_MODEL_FILES]
+        return {"required": {"model_name": (files,), "precision": (list(host.PRECISIONS), {"default": "auto"})}}
+
+    def load(self, model_name: str, precision: str) -> tuple[host.CodeFormerModel]:
+        model = host.load_managed_model(host.resolve_model_file(model_name), precision)
+        host.LOG.info("CodeFormer %s loaded from %s as %s", model.description.task, model_name, model.dtype)
+        return (model,)
+
+
+class CodeFormerFidelity:
+    """Fidelity w (CFT weight), an optional size ramp, visibility, and an optional sweep."""
+
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("CODEFORMER_FIDELITY",)
+    RETURN_NAMES = ("fidelity",)
+    FUNCTION = "build"
+    DESCRIPTION = "w = 0 favours quality (the codebook), w = 1 fidelity to the input."
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        unit = {"min": 0.0, "max": 1.0, "step": 0.01}
+        size = {"min": 0, "max": 8192, "step": 1}
+        return {
+            "required": {
+                "w": ("FLOAT", {"default": 0.5, **unit}),
+                "visibility": ("FLOAT", {"default": 1.0, **unit}),
+                "size_ramp": ("BOOLEAN", {"default": False}),
+                "small_face_w": ("FLOAT", {"default": 0.3, **unit}),
+                "large_face_w": ("FLOAT", {"default": 0.7, **unit}),
+                "small_face_size": ("INT", {"default": 64, **size}),
+                "large_face_size": ("INT", {"default": 256, **size}),
+                "sweep": ("STRING", {"default": "", "tooltip": "comma-separated w values, e.g. 0, 0.5, 1"}),
+            }
+        }
+
+    def build(
+        self,
+        w: float,
+        visibility: float,
+        size_ramp: bool,
+        small_face_w: float,
+        large_face_w: float,
+        small_face_size: int,
+        large_face_size: int,
+        sweep: str,
+    ) -> tuple[FidelityControl]:
+        fidelity: float | FidelityRamp = w
+        if size_ramp:
+            fidelity = FidelityRamp(small_face_w, large_face_w, small_face_size, large_face_size)
+        values = tuple(float(v) for v in sweep.replace(";", ",").split(",") if v.strip())
+        for value in values:
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"sweep value {value} is outside [0, 1]")
+        return (FidelityControl(fidelity=fidelity, visibility=visibility, sweep=values),)
+
+
+class CodeFormerRestoreFaces:
+    """Detect, align, restore and paste back every face of every image in the batch."""
+
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("IMAGE", "MASK", "IMAGE", "IMAGE", "CODEFORMER_FACES", "STRING", "INT")
+    RETURN_NAMES = ("image", "face_mask", "face_crops", "restored_crops", "faces", "faces_json", "face_count")
+    FUNCTION = "restore"
+    DESCRIPTION = "Restores faces with CodeFormer. With no face found, crop outputs are one black 512x512 image."
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {
+            "required": {
+                "image": ("IMAGE",),
+                "codeformer_model": ("CODEFORMER_MODEL",),
+                "w": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01}),
+                "detector": (list(DETECTORS), {"default": DETECTORS[0]}),
+                "detection_size": ("INT", {"default": DEFAULT_DETECTION_SIZE, "min": 0, "max": 4096, "step": 16,
+                                           "tooltip": "short side the detector sees; 0 for the original size"}),
+                "confidence": ("FLOAT", {"default": 0.97, "min": 0.0, "max": 1.0, "step": 0.01}),
+                "face_selection": (list(FACE_SELECTION_CHOICES), {"default": "all"}),
+                "face_indices": ("STRING", {"default": "", "tooltip": "with 'indices': e.g. 0,2 (left to right)"}),
+                "min_face_size": ("INT", {"default": 0, "min": 0, "max": 8192}),
+                "max_face_size": ("INT", {"default": 0, "min": 0, "max": 8192, "tooltip": "0 for no limit"}),
+                "has_aligned": ("BOOLEAN", {"default": False}),
+                "upscale": ("INT", {"default": 1, "min": 1, "max": MAX_UPSCALE}),
+                "parse_mask": ("BOOLEAN", {"default": False}),
+                "chunk_size": ("INT", {"default": 8, "min": 1, "max": 64}),
+            },
+            "optional": {
+                "fidelity": ("CODEFORMER_FIDELITY",),
+                "upscale_model": ("UPSCALE_MODEL",),
+                "mask": ("MASK",),
+            },
+        }  # fmt: skip
+
+    def restore(
+        self,
+        image: torch.Tensor,
+        codeformer_model: host.CodeFormerModel,
+        w: float,
+        detector: str,
+        detection_size: int,
+        confidence: float,
+        face_selection: str,
+        face_indices: str,
+        min_face_size: int,
+        max_face_size: int,
+        has_aligned: bool,
+        upscale: int,
+        parse_mask: bool,
+        chunk_size: int,
+        fidelity: FidelityControl | None = None,
+        upscale_model: object | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> tuple:
+        control = fidelity or FidelityControl(fidelity=w, visibility=1.0)
+        options = RestoreOptions(
+            fidelity=control.fidelity,
+            visibility=control.visibility,
+            detector=detector,
+            detection_size=detection_size or None,
+            confidence=confidence,
+            face_selection=parse_indices(face_indices) if face_selection == "indices" else face_selection,
+            min_face_size=min_face_size,
+            max_face_size=max_face_size or None,
+            selection_masks=mask,
+            has_aligned=has_aligned,
+            upscale=upscale,
+            upscaler=host.upscale_model_callable(upscale_model) if upscale_model is not None else None,
+            parse_mask=parse_mask,
+            chunk_size=chunk_size,
+            return_crops=True,
+        )
+        network = codeformer_model.network_on_device()
+        on_chunk = host.progress_callback()
+        if control.sweep:
+            result = sweep_fidelity(image, network, control.sweep, options, on_chunk=on_chunk)
+        else:
+            result = restore_faces(image, network, options, on_chunk=on_chunk)
+        host.check_interrupted()
+        faces = DetectedFaces(faces=tuple(result.faces), options=options)
+        return (
+            stack_images(result.images),
+            stack_images(result.masks),
+            crops_or_placeholder(result.crops),
+            crops_or_placeholder(result.restored_crops),
+            faces,
+            result.faces_json(),
+            len(result.faces),
+        )
+
+
+class CodeFormerPasteFaces:
+    """Paste 512x512 face crops (edited by any nodes) back with the restore node's soft mask."""
+
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("IMAGE", "MASK")
+    RETURN_NAMES = ("image", "face_mask")
+    FUNCTION = "paste"
+    DESCRIPTION = "Pastes crops back where CodeFormer Restore Faces found them; one crop per face, in order."
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {"required": {"image": ("IMAGE",), "faces": ("CODEFORMER_FACES",), "face_crops": ("IMAGE",)}}
+
+    def paste(self, image: torch.Tensor, faces: DetectedFaces, face_crops: torch.Tensor) -> tuple:
+        if not faces.faces:
+            return (image, torch.zeros(image.shape[:3]))
+        if face_crops.shape[1:3] != (FACE_SIZE, FACE_SIZE):
+            raise ValueError(f"face_crops must be 512x512 crops; got {face_crops.shape[2]}x{face_crops.shape[1]}")
+        result = paste_faces(list(image), list(faces.faces), face_crops[..., :3].float().cpu(), faces.options)
+        return (stack_images(result.images), stack_images(result.masks))
+
+
+def parse_indices(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.replace(";", ",").split(",") if part.strip())
+    except ValueError as error:
+        raise ValueError(f"face_indices must be whole numbers separated by commas, e.g. 0,2; got {text!r}") from error
+
+
+def stack_images(images: list[torch.Tensor]) -> torch.Tensor:
+    """One batch tensor; images of different sizes cannot share a batch, so say so."""
+    if not images:
+        return torch.zeros((0, 64, 64, 3))
+    if len({tuple(image.shape) for image in images}) > 1:
+        raise ValueError("restored images differ in size and cannot form one IMAGE batch; restore them separately")
+    return torch.stack(images)
+
+
+def crops_or_placeholder(crops: torch.Tensor | None) -> torch.Tensor:
+    """Crops as IMAGE; with no face, one black 512x512 image (an empty batch breaks most nodes)."""
+    if crops is None or crops.shape[0] == 0:
+        return torch.zeros((1, FACE_SIZE, FACE_SIZE, 3))
+    return crops
+
+
+NODE_CLASS_MAPPINGS = {
+    "CodeFormerModelLoader": CodeFormerModelLoader,
+    "CodeFormerFidelity": CodeFormerFidelity,
+    "CodeFormerRestoreFaces": CodeFormerRestoreFaces,
+    "CodeFormerPasteFaces": CodeFormerPasteFaces,
+}
+
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "CodeFormerModelLoader": "Load CodeFormer Model",
+    "CodeFormerFidelity": "CodeFormer Fidelity (CFT weight)",
+    "CodeFormerRestoreFaces": "CodeFormer Restore Faces",
+    "CodeFormerPasteFaces": "CodeFormer Paste Faces",
+}

@@ -1,0 +1,189 @@
+"""What the nodes need from ComfyUI: model folders, model management, progress, interruption.
+
+ComfyUI's modules are imported inside the functions, so importing the pack costs nothing
+and the library stays usable without ComfyUI.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..models import ModelDescription, build_codeformer
+from ..models.checkpoint import WEIGHT_SUFFIXES
+
+MODEL_FOLDER = "facerestore_models"
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+LOG = logging.getLogger("codeformer_nodes")
+
+
+@dataclass(frozen=True)
+class CodeFormerModel:
+    """The CODEFORMER_MODEL socket: a network under ComfyUI's model management."""
+
+    patcher: object  # comfy.model_patcher.ModelPatcher
+    description: ModelDescription
+    dtype: torch.dtype
+
+    def network_on_device(self) -> torch.nn.Module:
+        """Load the network onto ComfyUI's device (offloading others if needed) and return it."""
+        import comfy.model_management as model_management
+
+        model_management.load_models_gpu([self.patcher])
+        return self.patcher.model
+
+
+# (module, attribute) pairs of ComfyUI's API that the nodes call.
+REQUIRED_HOST_API = (
+    ("folder_paths", "add_model_folder_path"),
+    ("folder_paths", "get_filename_list"),
+    ("folder_paths", "get_full_path"),
+    ("folder_paths", "get_folder_paths"),
+    ("comfy.model_patcher", "ModelPatcher"),
+    ("comfy.model_management", "load_models_gpu"),
+    ("comfy.model_management", "get_torch_device"),
+    ("comfy.model_management", "unet_offload_device"),
+    ("comfy.model_management", "throw_exception_if_processing_interrupted"),
+    ("comfy.utils", "ProgressBar"),
+    ("comfy.utils", "tiled_scale"),
+)
+
+
+def missing_host_api() -> list[str]:
+    """Names of ComfyUI's API this pack needs but the running ComfyUI lacks (none outside ComfyUI)."""
+    import importlib
+
+    try:
+        importlib.import_module("folder_paths")
+        importlib.import_module("comfy")
+    except ImportError:
+        return []
+    missing: list[str] = []
+    for module_name, attribute in REQUIRED_HOST_API:
+        if module_name in missing:
+            continue
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            missing.append(module_name)
+            continue
+        if not hasattr(module, attribute):
+            missing.append(f"{module_name}.{attribute}")
+    return missing
+
+
+def register_model_folder() -> None:
+    """Add ``models/facerestore_models`` to ComfyUI's folders, extending what is there.
+
+    facerestore_cf and ReActor use the same folder; other packs may have registered it
+    already, with their paths and extensions, which are kept.
+    """
+    import folder_paths
+
+    folder_paths.add_model_folder_path(MODEL_FOLDER, str(Path(folder_paths.models_dir) / MODEL_FOLDER))
+    paths, extensions = folder_paths.folder_names_and_paths[MODEL_FOLDER]
+    missing = [suffix for suffix in WEIGHT_SUFFIXES if suffix not in extensions]
+    if isinstance(extensions, set):
+        extensions.update(missing)
+    else:
+        folder_paths.folder_names_and_paths[MODEL_FOLDER] = (paths, [*extensions, *missing])
+
+
+def model_files() -> list[str]:
+    import folder_paths
+
+    register_model_folder()
+    return folder_paths.get_filename_list(MODEL_FOLDER)
+
+
+def model_folders() -> list[str]:
+    import folder_paths
+
+    register_model_folder()
+    return folder_paths.get_folder_paths(MODEL_FOLDER)
+
+
+def resolve_model_file(name: str) -> Path:
+    import folder_paths
+
+    register_model_folder()
+    path = folder_paths.get_full_path(MODEL_FOLDER, name)
+    if path is None:
+        raise FileNotFoundError(
+            f"CodeFormer weights {name!r} not found. Put codeformer.pth (from the official CodeFormer "
+            f"release) or a .safetensors copy in one of: {', '.join(model_folders())}, then refresh."
+        )
+    return Path(path)
+
+
+def choose_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """fp32 on a CPU; on a GPU, auto picks bf16 where supported (fp16 can overflow the fusion)."""
+    if precision == "fp32" or (precision == "auto" and device.type == "cpu"):
+        return torch.float32
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        if device.type == "cpu":
+            raise ValueError("fp16 on a CPU is hundreds of times slower than fp32; choose fp32 or auto")
+        return torch.float16
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def load_managed_model(path: Path, precision: str) -> CodeFormerModel:
+    import comfy.model_management as model_management
+    import comfy.model_patcher
+
+    device = model_management.get_torch_device()
+    dtype = choose_dtype(precision, device)
+    network = build_codeformer(path).to(dtype)
+    patcher = comfy.model_patcher.ModelPatcher(
+        network, load_device=device, offload_device=model_management.unet_offload_device()
+    )
+    return CodeFormerModel(patcher=patcher, description=network.description, dtype=dtype)
+
+
+def progress_callback(total_hint: int = 1) -> Callable[[int, int], None]:
+    """Update ComfyUI's progress bar per chunk and stop the ComfyUI way when interrupted."""
+    import comfy.model_management as model_management
+    import comfy.utils
+
+    bar = comfy.utils.ProgressBar(total_hint)
+
+    def on_chunk(done: int, total: int) -> None:
+        bar.update_absolute(done, total)
+        model_management.throw_exception_if_processing_interrupted()
+
+    return on_chunk
+
+
+def check_interrupted() -> None:
+    import comfy.model_management as model_management
+
+    model_management.throw_exception_if_processing_interrupted()
+
+
+def upscale_model_callable(upscale_model: object) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Wrap ComfyUI's UPSCALE_MODEL (a spandrel descriptor) as the pipeline's background upscaler."""
+    import comfy.model_management as model_management
+    import comfy.utils
+
+    def upscale(image: torch.Tensor) -> torch.Tensor:
+        device = model_management.get_torch_device()
+        upscale_model.to(device)
+        try:
+            pixels = image.movedim(-1, -3).to(device)
+            enlarged = comfy.utils.tiled_scale(
+                pixels, lambda tile: upscale_model(tile), tile_x=512, tile_y=512, overlap=32,
+                upscale_amount=upscale_model.scale,
+            )  # fmt: skip
+        finally:
+            upscale_model.to("cpu")
+        return enlarged.movedim(-3, -1).clamp(0, 1).cpu()
+
+    return upscale
