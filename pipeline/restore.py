@@ -29,6 +29,10 @@ from .geometry import (
 from .images import ImageInput, as_image_list, is_grey, luma, to_uint8_rgb
 from .options import MAX_OUTPUT_PIXELS, RestoreOptions
 
+# More detections than this in one image mean a wrong threshold or broken detector weights;
+# cropping them all would exhaust memory (each crop is 0.75 MiB).
+MAX_FACES_PER_IMAGE = 1000
+
 # Called after each chunk with (faces done, faces in all); may raise to stop the run.
 ChunkCallback = Callable[[int, int], None]
 
@@ -190,6 +194,11 @@ def find_faces(
             rgb, detector, options.detection_size, options.confidence, options.eye_distance_threshold
         )
         detections = [d for d in detections if _inside_selection_mask(d, options.selection_masks, index, picture)]
+        if len(detections) > MAX_FACES_PER_IMAGE:
+            raise ValueError(
+                f"image {index}: the detector found {len(detections)} faces, over the limit of "
+                f"{MAX_FACES_PER_IMAGE}; raise the confidence (now {options.confidence}) or check the detector weights"
+            )
         for detection in select_faces(detections, options, picture.shape[0], picture.shape[1]):
             affine = estimate_alignment(np.array(detection.landmarks))
             if affine is None:

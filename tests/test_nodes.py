@@ -1,0 +1,170 @@
+"""The ComfyUI nodes, called directly with tensors in ComfyUI's layouts."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from codeformer_nodes.nodes import host
+from codeformer_nodes.nodes.codeformer import (
+    NO_MODEL_FILES,
+    CodeFormerFidelity,
+    CodeFormerModelLoader,
+    CodeFormerPasteFaces,
+    CodeFormerRestoreFaces,
+)
+
+from . import comfy_stand_ins
+from .conftest import TESTDATA
+
+HAVE_COMFY = importlib.util.find_spec("comfy") is not None and importlib.util.find_spec("folder_paths") is not None
+DETECTOR = "retinaface_mobile0.25"
+
+
+@pytest.fixture
+def comfy(monkeypatch, tmp_path):
+    if HAVE_COMFY:
+        pytest.skip("these tests use stand-ins; a real ComfyUI is exercised by comfy_e2e.py")
+    record = comfy_stand_ins.install(monkeypatch, tmp_path / "models")
+    detector = TESTDATA / "weights" / "detection_mobilenet0.25_Final.pth"
+    if not detector.exists():
+        pytest.skip(f"{detector} is absent")
+    (tmp_path / "models" / "facedetection").mkdir(parents=True)
+    shutil.copy(detector, tmp_path / "models" / "facedetection")
+    return record
+
+
+@pytest.fixture
+def photo() -> torch.Tensor:
+    from PIL import Image
+
+    return torch.from_numpy(np.array(Image.open(TESTDATA / "photos" / "group_four.png").convert("RGB")) / 255.0).float()
+
+
+class InvertingNetwork(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x, w=0, adain=False):
+        return (-x, None, None)
+
+
+@pytest.fixture
+def stand_in_model():
+    import comfy.model_patcher
+
+    network = InvertingNetwork()
+    return host.CodeFormerModel(
+        patcher=comfy.model_patcher.ModelPatcher(network, torch.device("cpu"), torch.device("cpu")),
+        description=None,
+        dtype=torch.float32,
+    )
+
+
+def restore_inputs(**changes) -> dict:
+    inputs = {
+        "w": 0.5, "detector": DETECTOR, "detection_size": 640, "confidence": 0.97, "face_selection": "all",
+        "face_indices": "", "min_face_size": 0, "max_face_size": 0, "has_aligned": False, "upscale": 1,
+        "parse_mask": False, "chunk_size": 8,
+    }  # fmt: skip
+    return {**inputs, **changes}
+
+
+def test_loader_registers_folder_lists_files_and_loads_by_keys(comfy, tmp_path, recipe_checkpoint):
+    import folder_paths
+
+    folder_paths.folder_names_and_paths["facerestore_models"] = (["/elsewhere/theirs"], {".onnx"})
+    assert CodeFormerModelLoader.INPUT_TYPES()["required"]["model_name"][0] == [NO_MODEL_FILES]
+    paths, extensions = folder_paths.folder_names_and_paths["facerestore_models"]
+    assert paths[0] == "/elsewhere/theirs" and {".onnx", ".pth", ".safetensors"} <= set(extensions)
+    with pytest.raises(FileNotFoundError, match="facerestore_models"):
+        CodeFormerModelLoader().load(NO_MODEL_FILES, "auto")
+
+    folder = tmp_path / "models" / "facerestore_models"
+    folder.mkdir(parents=True)
+    (folder / "codeformer-v0.1.0.pth").symlink_to(recipe_checkpoint)
+    assert CodeFormerModelLoader.INPUT_TYPES()["required"]["model_name"][0] == ["codeformer-v0.1.0.pth"]
+    (model,) = CodeFormerModelLoader().load("codeformer-v0.1.0.pth", "auto")
+    assert model.description.task == "restoration" and model.dtype == torch.float32
+    with pytest.raises(ValueError, match="fp16 on a CPU"):
+        CodeFormerModelLoader().load("codeformer-v0.1.0.pth", "fp16")
+
+
+def test_restore_node_outputs_and_leaves_inputs_alone(comfy, photo, stand_in_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    batch = torch.stack([photo, photo])
+    before = batch.clone()
+    image, mask, crops, restored, faces, faces_json, count = CodeFormerRestoreFaces().restore(
+        batch, stand_in_model, **restore_inputs(chunk_size=3)
+    )
+    assert torch.equal(batch, before)
+    assert image.shape == batch.shape and mask.shape == batch.shape[:3]
+    assert crops.shape == restored.shape == (8, 512, 512, 3)
+    assert count == 8 and len(json.loads(faces_json)) == 8
+    assert comfy.loaded and comfy.progress[-1] == (8, 8) and len(comfy.progress) == 3
+    assert torch.equal(image[mask == 0], batch[mask == 0])
+
+    pasted, pasted_mask = CodeFormerPasteFaces().paste(batch, faces, restored)
+    assert torch.allclose(pasted, image, atol=1e-6) and torch.equal(pasted_mask, mask)
+
+
+def test_no_face_gives_placeholder_crops(comfy, stand_in_model):
+    blank = torch.rand(1, 128, 128, 3)
+    image, mask, crops, restored, faces, _, count = CodeFormerRestoreFaces().restore(
+        blank, stand_in_model, **restore_inputs()
+    )
+    assert count == 0 and torch.equal(image, blank) and mask.abs().sum() == 0
+    assert crops.shape == restored.shape == (1, 512, 512, 3)
+    assert torch.equal(CodeFormerPasteFaces().paste(blank, faces, crops)[0], blank)
+
+
+def test_fidelity_sweep_and_mask(comfy, photo, stand_in_model):
+    (control,) = CodeFormerFidelity().build(0.5, 1.0, False, 0.3, 0.7, 64, 256, "0, 0.5, 1")
+    assert control.sweep == (0.0, 0.5, 1.0)
+    image, *_, count = CodeFormerRestoreFaces().restore(
+        photo[None], stand_in_model, **restore_inputs(), fidelity=control
+    )
+    assert image.shape[0] == 3 and count == 12
+    left_half = torch.zeros(1, *photo.shape[:2])
+    left_half[:, :, : photo.shape[1] // 2] = 1
+    *_, count = CodeFormerRestoreFaces().restore(photo[None], stand_in_model, **restore_inputs(), mask=left_half)
+    assert count == 2
+    with pytest.raises(ValueError, match="outside"):
+        CodeFormerFidelity().build(0.5, 1.0, False, 0.3, 0.7, 64, 256, "0.5, 2")
+
+
+def test_interruption_is_raised_the_comfy_way(comfy, photo, stand_in_model):
+    comfy.interrupt_after = 1
+    with pytest.raises(comfy_stand_ins.InterruptProcessingException):
+        CodeFormerRestoreFaces().restore(torch.stack([photo] * 2), stand_in_model, **restore_inputs(chunk_size=2))
+
+
+def test_detector_change_takes_effect(comfy, stand_in_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    from facexlib.detection.retinaface import RetinaFace
+
+    torch.manual_seed(0)
+    torch.save(RetinaFace(network_name="resnet50", device="cpu").state_dict(),
+               tmp_path / "models" / "facedetection" / "detection_Resnet50_Final.pth")  # fmt: skip
+    from codeformer_nodes.pipeline import detection, restore
+
+    used = []
+    monkeypatch.setattr(restore, "load_detector", lambda *a, **k: used.append(detection.load_detector(*a, **k)))
+    monkeypatch.setattr(restore, "detect_faces", lambda *a, **k: [])
+    for detector in (DETECTOR, "retinaface_resnet50", DETECTOR):
+        CodeFormerRestoreFaces().restore(torch.rand(1, 64, 64, 3), stand_in_model, **restore_inputs(detector=detector))
+    assert [network.backbone for network in used] == ["mobilenet0.25", "Resnet50", "mobilenet0.25"]
+    assert used[0] is used[2], "each detector is built once and reused"
+
+
+def test_older_comfy_is_reported_in_one_line(comfy, monkeypatch):
+    import comfy.utils
+
+    monkeypatch.delattr(comfy.utils, "tiled_scale")
+    assert host.missing_host_api() == ["comfy.utils.tiled_scale"]

@@ -1,0 +1,108 @@
+"""Every example workflow fits the pack's node definitions, without ComfyUI installed.
+
+Node types exist, links join outputs to inputs of the same type, input names are
+declared, required inputs are present and widget values lie inside declared ranges.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from . import comfy_stand_ins
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = sorted((ROOT / "example_workflows").glob("*.json"))
+# Combos whose choices are the user's files: only the value's type can be checked.
+FILE_COMBOS = {("CodeFormerModelLoader", "model_name"), ("UpscaleModelLoader", "model_name"), ("LoadImage", "image")}
+
+
+@pytest.fixture(scope="module")
+def specs(tmp_path_factory):
+    monkeypatch = pytest.MonkeyPatch()
+    comfy_stand_ins.install(monkeypatch, tmp_path_factory.mktemp("models"))
+    spec = importlib.util.spec_from_file_location("build_workflows", ROOT / "scripts" / "build_workflows.py")
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)
+    from codeformer_nodes.nodes.codeformer import NODE_CLASS_MAPPINGS
+
+    declared = {}
+    for name, node in NODE_CLASS_MAPPINGS.items():
+        types = node.INPUT_TYPES()
+        declared[name] = {
+            "required": types.get("required", {}),
+            "inputs": {**types.get("required", {}), **types.get("optional", {})},
+            "outputs": list(node.RETURN_TYPES),
+        }
+    for name, core in builder.CORE_NODES.items():
+        inputs = {key: (kind,) for key, kind in core["inputs"].items()}
+        inputs.update({key: ("*",) for key in core["widgets"] if key != "upload"})  # upload: editor only
+        declared[name] = {"required": inputs, "inputs": inputs, "outputs": [kind for _, kind in core["outputs"]]}
+    yield declared, builder
+    monkeypatch.undo()
+
+
+def check_widget(node_type: str, name: str, spec: tuple, value: object) -> None:
+    kind, options = spec[0], (spec[1] if len(spec) > 1 else {})
+    where = f"{node_type}.{name}={value!r}"
+    if kind == "*" or (node_type, name) in FILE_COMBOS:
+        assert isinstance(value, (str, int, float)), where
+    elif isinstance(kind, list):
+        assert value in kind, f"{where} not among {kind}"
+    elif kind == "BOOLEAN":
+        assert isinstance(value, bool), where
+    elif kind == "STRING":
+        assert isinstance(value, str), where
+    else:
+        assert isinstance(value, (int, float)) and not isinstance(value, bool), where
+        assert kind != "INT" or isinstance(value, int), where
+        assert options.get("min", value) <= value <= options.get("max", value), f"{where} out of range"
+
+
+def test_there_are_examples_in_both_formats():
+    names = {path.name for path in WORKFLOWS}
+    api = {name for name in names if name.endswith("_api.json")}
+    assert len(api) >= 6 and {name.replace("_api.json", ".json") for name in api} <= names
+
+
+@pytest.mark.parametrize("path", [p for p in WORKFLOWS if p.name.endswith("_api.json")], ids=lambda p: p.name)
+def test_api_workflow_fits_node_definitions(specs, path):
+    declared, _ = specs
+    workflow = json.loads(path.read_text())
+    for node_id, node in workflow.items():
+        spec = declared[node["class_type"]]
+        missing = set(spec["required"]) - set(node["inputs"])
+        assert not missing, f"node {node_id} lacks {missing}"
+        for name, value in node["inputs"].items():
+            assert name in spec["inputs"], f"node {node_id}: unknown input {name}"
+            if isinstance(value, list):
+                source, slot = value
+                produced = declared[workflow[source]["class_type"]]["outputs"][slot]
+                wanted = spec["inputs"][name][0]
+                assert wanted in ("*", produced), f"node {node_id}.{name}: {produced} into {wanted}"
+            else:
+                check_widget(node["class_type"], name, spec["inputs"][name], value)
+
+
+@pytest.mark.parametrize("path", [p for p in WORKFLOWS if not p.name.endswith("_api.json")], ids=lambda p: p.name)
+def test_ui_workflow_fits_node_definitions_and_its_api_twin(specs, path):
+    declared, builder = specs
+    graph = json.loads(path.read_text())
+    nodes = {node["id"]: node for node in graph["nodes"]}
+    for link_id, source, slot, target, target_slot, kind in graph["links"]:
+        assert declared[nodes[source]["type"]]["outputs"][slot] == kind
+        assert nodes[target]["inputs"][target_slot]["link"] == link_id
+        wanted = declared[nodes[target]["type"]]["inputs"][nodes[target]["inputs"][target_slot]["name"]][0]
+        assert wanted in ("*", kind)
+    for node in graph["nodes"]:
+        spec = declared[node["type"]]
+        widget_names = builder.node_specs()[node["type"]]["widgets"]
+        assert len(node["widgets_values"]) == len(widget_names), node["type"]
+        for name, value in zip(widget_names, node["widgets_values"], strict=True):
+            if name != "upload":
+                check_widget(node["type"], name, spec["inputs"][name], value)
+    api = json.loads(path.with_name(path.stem + "_api.json").read_text())
+    assert sorted(node["type"] for node in graph["nodes"]) == sorted(node["class_type"] for node in api.values())
