@@ -2,9 +2,11 @@
 
 from .checkpoint import WEIGHT_SUFFIXES, read_state_dict, recognise
 from .errors import CodeFormerWeightsError, StateDictMismatchError, UnsupportedModelError, WeightsFileError
-from .loader import ModelDescription, build_codeformer, clear_model_cache, load_codeformer
+from .loader import PRECISIONS, ModelDescription, build_codeformer, choose_dtype, clear_model_cache, load_codeformer
 
 __all__ = [
+    "PRECISIONS",
+    "choose_dtype",
     "WEIGHT_SUFFIXES",
     "CodeFormerWeightsError",
     "ModelDescription",

@@ -88,6 +88,26 @@ def build_codeformer(path: Path) -> CodeFormer:
     return model
 
 
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+
+def choose_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """fp32 on a CPU; on a GPU, auto picks bf16 where supported (fp16 can overflow the fusion)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    if precision == "fp32" or (precision == "auto" and device.type == "cpu"):
+        return torch.float32
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        if device.type == "cpu":
+            raise ValueError("fp16 on a CPU is hundreds of times slower than fp32; choose fp32 or auto")
+        return torch.float16
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
 def clear_model_cache() -> None:
     """Forget every cached network (e.g. to free memory)."""
     _cache.clear()

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..models import PRECISIONS
 from ..pipeline import FaceInfo, FidelityRamp, RestoreOptions, paste_faces, restore_faces, sweep_fidelity
 from ..pipeline.detection import DEFAULT_DETECTION_SIZE, DETECTORS
 from ..pipeline.geometry import FACE_SIZE
@@ -50,7 +51,7 @@ class CodeFormerModelLoader:
     @classmethod
     def INPUT_TYPES(cls) -> dict:
         files = host.model_files() or [NO_MODEL_FILES]
-        return {"required": {"model_name": (files,), "precision": (list(host.PRECISIONS), {"default": "auto"})}}
+        return {"required": {"model_name": (files,), "precision": (list(PRECISIONS), {"default": "auto"})}}
 
     def load(self, model_name: str, precision: str) -> tuple[host.CodeFormerModel]:
         model = host.load_managed_model(host.resolve_model_file(model_name), precision)

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import torch
 
-from ..models import ModelDescription, build_codeformer
+from ..models import ModelDescription, build_codeformer, choose_dtype
 from ..models.checkpoint import WEIGHT_SUFFIXES
 
 MODEL_FOLDER = "facerestore_models"
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 LOG = logging.getLogger("codeformer_nodes")
 
 
@@ -118,21 +117,6 @@ def resolve_model_file(name: str) -> Path:
             f"release) or a .safetensors copy in one of: {', '.join(model_folders())}, then refresh."
         )
     return Path(path)
-
-
-def choose_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """fp32 on a CPU; on a GPU, auto picks bf16 where supported (fp16 can overflow the fusion)."""
-    if precision == "fp32" or (precision == "auto" and device.type == "cpu"):
-        return torch.float32
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision == "fp16":
-        if device.type == "cpu":
-            raise ValueError("fp16 on a CPU is hundreds of times slower than fp32; choose fp32 or auto")
-        return torch.float16
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float32
 
 
 def load_managed_model(path: Path, precision: str) -> CodeFormerModel:

@@ -1,0 +1,1 @@
+"""Command-line tools for render pipelines that run without ComfyUI."""

@@ -1,0 +1,234 @@
+"""``codeformer-restore``: restore the faces in image files, for unattended pipelines.
+
+    codeformer-restore photos/ extra.jpg 'scans/*.png' -o restored/ --model codeformer.pth --report -
+
+Progress goes to stderr (a bar on a terminal, lines otherwise); a JSON report goes to a
+file or to stdout (``-``). A bad input is reported and skipped; the exit status is 0
+only when every input succeeded. ``--export-workflow FILE`` writes the equivalent
+ComfyUI API workflow instead of restoring.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+from ..models import PRECISIONS, CodeFormerWeightsError, choose_dtype, load_codeformer
+from ..pipeline import FidelityRamp, RestoreOptions, restore_faces
+from ..pipeline.detection import DEFAULT_DETECTION_SIZE, DETECTORS
+from ..pipeline.options import FACE_SELECTIONS, MAX_UPSCALE
+from .imageio import FORMATS, IMAGE_SUFFIXES, LoadedImage, WriteSettings, output_format, read_image, write_image
+from .workflow import export_workflow
+
+# Images decoded ahead of the network, so it never waits on the disk.
+PREFETCH = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="codeformer-restore", description=__doc__.splitlines()[0])
+    parser.add_argument("inputs", nargs="*", help="image files, folders or glob patterns")
+    parser.add_argument("-o", "--output", type=Path, help="output folder")
+    parser.add_argument("--model", type=Path, help="CodeFormer weights (.pth or .safetensors)")
+    parser.add_argument("--weights-dir", type=Path, help="folder with detector / parser weights")
+    parser.add_argument("--detector", choices=DETECTORS, default=DETECTORS[0])
+    parser.add_argument("--detection-size", type=int, default=DEFAULT_DETECTION_SIZE, help="0: original size")
+    parser.add_argument("--confidence", type=float, default=0.97)
+    parser.add_argument("-w", "--fidelity", type=float, default=0.5, help="0 quality .. 1 fidelity")
+    parser.add_argument("--ramp", type=float, nargs=4, metavar=("SMALL_W", "LARGE_W", "SMALL_SIZE", "LARGE_SIZE"),
+                        help="fidelity by face size instead of one w")  # fmt: skip
+    parser.add_argument("--visibility", type=float, default=1.0)
+    parser.add_argument("--face-selection", choices=FACE_SELECTIONS, default="all")
+    parser.add_argument("--face-indices", type=int, nargs="+", help="faces by index, left to right")
+    parser.add_argument("--min-face-size", type=float, default=0.0)
+    parser.add_argument("--max-face-size", type=float)
+    parser.add_argument("--upscale", type=int, default=1, choices=range(1, MAX_UPSCALE + 1))
+    parser.add_argument("--has-aligned", action="store_true", help="inputs are aligned 512x512 faces")
+    parser.add_argument("--parse-mask", action="store_true", help="paste through a ParseNet face mask")
+    parser.add_argument("--chunk-size", type=int, default=8, help="faces per network forward")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto")
+    parser.add_argument("--format", choices=sorted(FORMATS), help="output format (default: the input's)")
+    parser.add_argument("--jpeg-quality", type=int, default=95)
+    parser.add_argument("--jpeg-subsampling", choices=("4:4:4", "4:2:2", "4:2:0"), default="4:2:0")
+    parser.add_argument("--skip-existing", action="store_true", help="leave outputs that exist (resume a run)")
+    parser.add_argument("--report", help="write the JSON report to this file, or - for stdout")
+    parser.add_argument("--export-workflow", type=Path, help="write the equivalent ComfyUI API workflow and exit")
+    return parser
+
+
+def options_from(args: argparse.Namespace) -> RestoreOptions:
+    fidelity: float | FidelityRamp = FidelityRamp(*args.ramp) if args.ramp else args.fidelity
+    return RestoreOptions(
+        fidelity=fidelity,
+        visibility=args.visibility,
+        detector=args.detector,
+        detection_size=args.detection_size or None,
+        confidence=args.confidence,
+        face_selection=tuple(args.face_indices) if args.face_indices else args.face_selection,
+        min_face_size=args.min_face_size,
+        max_face_size=args.max_face_size,
+        has_aligned=args.has_aligned,
+        upscale=args.upscale,
+        parse_mask=args.parse_mask,
+        chunk_size=args.chunk_size,
+        weights_dir=args.weights_dir,
+    )
+
+
+def expand_inputs(patterns: list[str]) -> tuple[list[Path], list[dict]]:
+    """Files from files, folders and globs, in order, each once; and report entries for bad patterns."""
+    files: list[Path] = []
+    problems: list[dict] = []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not found:
+                problems.append({"input": pattern, "error": f"folder {pattern} holds no images ({IMAGE_SUFFIXES})"})
+        elif path.exists():
+            found = [path]
+        else:
+            found = sorted(Path(p) for p in glob.glob(pattern) if Path(p).is_file())
+            if not found:
+                problems.append({"input": pattern, "error": f"{pattern} matches no file"})
+        files += [file for file in found if file.resolve() not in {f.resolve() for f in files}]
+    return files, problems
+
+
+def output_path(source: Path, folder: Path, settings: WriteSettings, inputs: set[Path]) -> tuple[Path, str]:
+    """Where a result goes; never onto an input, even when the output folder is the input folder."""
+    kind = output_format(source, settings)
+    suffix = source.suffix if FORMATS[kind] == ".jpg" and source.suffix.lower() == ".jpeg" else FORMATS[kind]
+    candidate = folder / f"{source.stem}{suffix}"
+    if candidate.resolve() in inputs:
+        candidate = folder / f"{source.stem}_restored{suffix}"
+    return candidate, kind
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        options = options_from(args)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.export_workflow:
+        model_name = args.model.name if args.model else "codeformer.pth"
+        workflow = export_workflow(options, model_name, args.precision, "example.png")
+        args.export_workflow.write_text(json.dumps(workflow, indent=2) + "\n")
+        print(f"wrote {args.export_workflow}", file=sys.stderr)
+        return 0
+    if not args.inputs or args.output is None or args.model is None:
+        parser.error("give INPUT..., -o OUTDIR and --model (or --export-workflow FILE)")
+    try:
+        device = torch.device(args.device)
+        model = load_codeformer(args.model, device=device, dtype=choose_dtype(args.precision, device))
+    except (CodeFormerWeightsError, ValueError) as error:
+        print(f"codeformer-restore: {error}", file=sys.stderr)
+        return 2
+    settings = WriteSettings(args.format, args.jpeg_quality, args.jpeg_subsampling)
+    files, entries = expand_inputs(args.inputs)
+    started = time.perf_counter()
+    entries += run(files, model, options, args.output, settings, args.skip_existing)
+    elapsed = time.perf_counter() - started
+    failed = [entry for entry in entries if entry.get("error")]
+    faces = sum(len(entry.get("faces", [])) for entry in entries)
+    done = len(entries) - len(failed)
+    if args.report:
+        report = json.dumps({"images": entries, "seconds": round(elapsed, 3)}, indent=2)
+        if args.report == "-":
+            print(report)
+        else:
+            Path(args.report).write_text(report + "\n")
+    print(
+        f"codeformer-restore: {done} image(s) restored, {len(failed)} failed, {faces} face(s) in {elapsed:.1f} s "
+        f"({done / elapsed if elapsed else 0:.2f} images/s, {faces / elapsed if elapsed else 0:.2f} faces/s)",
+        file=sys.stderr,
+    )
+    return 1 if failed else 0
+
+
+def run(
+    files: list[Path], model: torch.nn.Module, options: RestoreOptions, folder: Path, settings: WriteSettings,
+    skip_existing: bool,
+) -> list[dict]:  # fmt: skip
+    """Restore each file; decoding and encoding happen in background threads."""
+    inputs = {file.resolve() for file in files}
+    entries: list[dict] = []
+    progress = Progress(len(files))
+    with ThreadPoolExecutor(max_workers=PREFETCH, thread_name_prefix="codeformer-io") as pool:
+        writes: list[tuple[dict, Future]] = []
+        for source, decoded in prefetch(pool, files):
+            destination, kind = output_path(source, folder, settings, inputs)
+            entry: dict = {"input": str(source), "output": str(destination)}
+            entries.append(entry)
+            started = time.perf_counter()
+            if skip_existing and destination.exists():
+                entry.update(skipped=True, faces=[])
+            else:
+                try:
+                    loaded = decoded.result()
+                    result = restore_faces([loaded.pixels], model, options)
+                except (ValueError, OSError) as error:
+                    entry.update(error=str(error), output=None)
+                else:
+                    entry["faces"] = [face.to_dict() for face in result.faces]
+                    writes.append(
+                        (entry, pool.submit(write_image, result.images[0], destination, loaded, settings, kind))
+                    )
+            entry["seconds"] = round(time.perf_counter() - started, 3)
+            progress.step(source, entry)
+        for entry, write in writes:
+            try:
+                write.result()
+            except (OSError, ValueError) as error:
+                entry.update(error=f"could not write {entry['output']}: {error}", output=None)
+    progress.close()
+    return entries
+
+
+def prefetch(pool: ThreadPoolExecutor, files: list[Path]) -> Iterator[tuple[Path, Future[LoadedImage]]]:
+    """Yield (file, future decode) while the next few files are already being decoded."""
+    pending = [(file, pool.submit(read_image, file)) for file in files[:PREFETCH]]
+    for index in range(len(files)):
+        if index + PREFETCH < len(files):
+            pending.append((files[index + PREFETCH], pool.submit(read_image, files[index + PREFETCH])))
+        yield pending[index]
+
+
+class Progress:
+    """A tqdm bar on a terminal; one quiet line per image otherwise (logs, CI)."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.count = total, 0
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="image", file=sys.stderr)
+
+    def step(self, source: Path, entry: dict) -> None:
+        self.count += 1
+        if self.bar is not None:
+            self.bar.update(1)
+            return
+        state = (
+            "error" if entry.get("error") else "skipped" if entry.get("skipped") else f"{len(entry['faces'])} face(s)"
+        )
+        print(f"[{self.count}/{self.total}] {source.name}: {state}", file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

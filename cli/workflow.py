@@ -1,0 +1,49 @@
+"""The API-format ComfyUI workflow equivalent to a command line's options."""
+
+from __future__ import annotations
+
+from ..pipeline import FidelityRamp, RestoreOptions
+
+
+def export_workflow(options: RestoreOptions, model_name: str, precision: str, image_name: str) -> dict:
+    """LoadImage -> Load CodeFormer Model -> Fidelity -> Restore Faces -> SaveImage, as ``/prompt`` takes it."""
+    ramp = options.fidelity if isinstance(options.fidelity, FidelityRamp) else None
+    selection = options.face_selection
+    return {
+        "1": {"class_type": "LoadImage", "inputs": {"image": image_name}},
+        "2": {"class_type": "CodeFormerModelLoader", "inputs": {"model_name": model_name, "precision": precision}},
+        "3": {
+            "class_type": "CodeFormerFidelity",
+            "inputs": {
+                "w": 0.5 if ramp else float(options.fidelity),
+                "visibility": options.visibility,
+                "size_ramp": ramp is not None,
+                "small_face_w": ramp.small_w if ramp else 0.3,
+                "large_face_w": ramp.large_w if ramp else 0.7,
+                "small_face_size": int(ramp.small_size) if ramp else 64,
+                "large_face_size": int(ramp.large_size) if ramp else 256,
+                "sweep": "",
+            },
+        },
+        "4": {
+            "class_type": "CodeFormerRestoreFaces",
+            "inputs": {
+                "image": ["1", 0],
+                "codeformer_model": ["2", 0],
+                "fidelity": ["3", 0],
+                "w": 0.5 if ramp else float(options.fidelity),
+                "detector": options.detector,
+                "detection_size": options.detection_size or 0,
+                "confidence": options.confidence,
+                "face_selection": selection if isinstance(selection, str) else "indices",
+                "face_indices": "" if isinstance(selection, str) else ",".join(map(str, selection)),
+                "min_face_size": int(options.min_face_size),
+                "max_face_size": int(options.max_face_size or 0),
+                "has_aligned": options.has_aligned,
+                "upscale": options.upscale,
+                "parse_mask": options.parse_mask,
+                "chunk_size": options.chunk_size,
+            },
+        },
+        "5": {"class_type": "SaveImage", "inputs": {"images": ["4", 0], "filename_prefix": "codeformer"}},
+    }
