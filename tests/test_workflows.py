@@ -20,10 +20,11 @@ WORKFLOWS = sorted((ROOT / "example_workflows").glob("*.json"))
 FILE_COMBOS = {("CodeFormerModelLoader", "model_name"), ("UpscaleModelLoader", "model_name"), ("LoadImage", "image")}
 
 
-@pytest.fixture(scope="module")
-def specs(tmp_path_factory):
-    monkeypatch = pytest.MonkeyPatch()
-    comfy_stand_ins.install(monkeypatch, tmp_path_factory.mktemp("models"))
+def declared_specs() -> tuple[dict, object]:
+    """Inputs and outputs of our nodes (from INPUT_TYPES) and of the core nodes the examples use.
+
+    ComfyUI stand-ins must be installed first: the loader lists model files through them.
+    """
     spec = importlib.util.spec_from_file_location("build_workflows", ROOT / "scripts" / "build_workflows.py")
     builder = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(builder)
@@ -41,7 +42,14 @@ def specs(tmp_path_factory):
         inputs = {key: (kind,) for key, kind in core["inputs"].items()}
         inputs.update({key: ("*",) for key in core["widgets"] if key != "upload"})  # upload: editor only
         declared[name] = {"required": inputs, "inputs": inputs, "outputs": [kind for _, kind in core["outputs"]]}
-    yield declared, builder
+    return declared, builder
+
+
+@pytest.fixture(scope="module")
+def specs(tmp_path_factory):
+    monkeypatch = pytest.MonkeyPatch()
+    comfy_stand_ins.install(monkeypatch, tmp_path_factory.mktemp("models"))
+    yield declared_specs()
     monkeypatch.undo()
 
 
@@ -70,8 +78,10 @@ def test_there_are_examples_in_both_formats():
 
 @pytest.mark.parametrize("path", [p for p in WORKFLOWS if p.name.endswith("_api.json")], ids=lambda p: p.name)
 def test_api_workflow_fits_node_definitions(specs, path):
-    declared, _ = specs
-    workflow = json.loads(path.read_text())
+    check_api_workflow(json.loads(path.read_text()), specs[0])
+
+
+def check_api_workflow(workflow: dict, declared: dict) -> None:
     for node_id, node in workflow.items():
         spec = declared[node["class_type"]]
         missing = set(spec["required"]) - set(node["inputs"])

@@ -1,0 +1,116 @@
+"""The command line end to end on the real photos, with recipe weights and the real detector."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, PngImagePlugin
+
+from codeformer_nodes.cli.imageio import read_image
+from codeformer_nodes.cli.restore import main
+
+from .conftest import TESTDATA
+from .test_workflows import check_api_workflow, declared_specs
+
+DETECTOR_ARGS = ["--detector", "retinaface_mobile0.25", "--weights-dir", str(TESTDATA / "weights")]
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    if not (TESTDATA / "photos").exists():
+        pytest.skip("../shared/testdata is absent")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    text = PngImagePlugin.PngInfo()
+    text.add_text("prompt", '{"1": "a workflow"}')
+    Image.open(TESTDATA / "photos" / "group_four.png").save(folder / "four.png", pnginfo=text, icc_profile=b"")
+    shutil.copy(TESTDATA / "photos" / "group_small.jpg", folder / "small.jpg")
+    (folder / "truncated.jpg").write_bytes((TESTDATA / "photos" / "group_small.jpg").read_bytes()[:500])
+    (tmp_path / "empty_folder").mkdir()
+    return folder
+
+
+def test_restores_good_inputs_reports_bad_ones(inputs, recipe_checkpoint, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = [str(inputs), str(tmp_path / "empty_folder"), "-o", str(out), "--model", str(recipe_checkpoint)]
+    status = main([*args, *DETECTOR_ARGS, "--face-selection", "largest", "--report", "-"])
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert status == 1, "a bad input makes the run fail, after the good ones are written"
+    by_name = {entry["input"].rsplit("/", 1)[-1]: entry for entry in report["images"]}
+    assert len(by_name["four.png"]["faces"]) == 1 and len(by_name["small.jpg"]["faces"]) == 1
+    assert "could not be decoded" in by_name["truncated.jpg"]["error"]
+    assert "holds no images" in by_name["empty_folder"]["error"]
+    assert "2 image(s) restored, 2 failed, 2 face(s)" in captured.err
+    written = Image.open(out / "four.png")
+    assert written.info["prompt"] == '{"1": "a workflow"}'
+    assert (out / "small.jpg").exists() and not (out / "truncated.jpg").exists()
+    assert not [p for p in out.iterdir() if p.name.endswith(".partial")]
+
+
+def test_never_overwrites_an_input_and_resumes(inputs, recipe_checkpoint, capsys):
+    original = (inputs / "four.png").read_bytes()
+    args = [str(inputs / "four.png"), "-o", str(inputs), "--model", str(recipe_checkpoint), *DETECTOR_ARGS]
+    assert main([*args, "--face-selection", "largest"]) == 0
+    assert (inputs / "four.png").read_bytes() == original
+    restored = inputs / "four_restored.png"
+    assert restored.exists()
+    before = restored.stat().st_mtime_ns
+    assert main([*args, "--skip-existing", "--face-selection", "largest", "--report", "-"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"][0]["skipped"] is True
+    assert restored.stat().st_mtime_ns == before
+
+
+def test_reads_exif_orientation_16_bit_and_grey(tmp_path):
+    rotated = Image.new("RGB", (40, 20), (200, 10, 10))
+    exif = rotated.getexif()
+    exif[0x0112] = 6
+    rotated.save(tmp_path / "rotated.jpg", exif=exif)
+    loaded = read_image(tmp_path / "rotated.jpg")
+    assert loaded.pixels.shape == (40, 20, 3)
+    reread = Image.Exif()
+    reread.load(loaded.exif)
+    assert reread[0x0112] == 1
+
+    deep = np.linspace(0, 65535, 64 * 32, dtype=np.uint16).reshape(32, 64)
+    Image.fromarray(deep).save(tmp_path / "deep.png")
+    pixels = read_image(tmp_path / "deep.png").pixels
+    assert pixels.shape == (32, 64, 1)
+    assert torch.allclose(pixels[..., 0], torch.from_numpy(deep / 65535.0).float(), atol=1e-6)
+
+
+def test_exported_workflow_validates_and_gives_the_cli_pixels(inputs, recipe_checkpoint, tmp_path, monkeypatch):
+    from . import comfy_stand_ins
+
+    flags = ["--fidelity", "0.7", "--face-selection", "largest", "--visibility", "0.8", *DETECTOR_ARGS]
+    workflow_file = tmp_path / "workflow_api.json"
+    assert main(["--export-workflow", str(workflow_file), "--model", str(recipe_checkpoint), *flags]) == 0
+    workflow = json.loads(workflow_file.read_text())
+
+    comfy_stand_ins.install(monkeypatch, tmp_path / "models")
+    (tmp_path / "models" / "facedetection").mkdir(parents=True)
+    shutil.copy(TESTDATA / "weights" / "detection_mobilenet0.25_Final.pth", tmp_path / "models" / "facedetection")
+    (tmp_path / "models" / "facerestore_models").mkdir()
+    (tmp_path / "models" / "facerestore_models" / recipe_checkpoint.name).symlink_to(recipe_checkpoint)
+    check_api_workflow(workflow, declared_specs()[0])
+
+    from codeformer_nodes.nodes.codeformer import NODE_CLASS_MAPPINGS
+
+    def inputs_of(node_id: str) -> dict:
+        return {k: v for k, v in workflow[node_id]["inputs"].items() if not isinstance(v, list)}
+
+    (model,) = NODE_CLASS_MAPPINGS["CodeFormerModelLoader"]().load(**inputs_of("2"))
+    (control,) = NODE_CLASS_MAPPINGS["CodeFormerFidelity"]().build(**inputs_of("3"))
+    image = read_image(inputs / "four.png").pixels[None]
+    node_image = NODE_CLASS_MAPPINGS["CodeFormerRestoreFaces"]().restore(
+        image, model, **inputs_of("4"), fidelity=control
+    )[0]
+    out = tmp_path / "out"
+    assert main([str(inputs / "four.png"), "-o", str(out), "--model", str(recipe_checkpoint), *flags]) == 0
+    cli_pixels = np.asarray(Image.open(out / "four.png"))
+    node_pixels = (node_image[0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    assert np.array_equal(cli_pixels, node_pixels)
