@@ -11,6 +11,7 @@ import torch
 from .detection import DEFAULT_DETECTION_SIZE, DEFAULT_DETECTOR, DETECTORS
 
 FACE_SELECTIONS = ("all", "largest", "center")
+TASKS = ("restoration", "colorization", "inpainting")
 MAX_UPSCALE = 4
 # Largest output the pipeline will allocate, in pixels per image (about 3 GiB as float32 RGB).
 MAX_OUTPUT_PIXELS = 1 << 28
@@ -49,6 +50,11 @@ class RestoreOptions:
     """Everything that shapes a restore run; the defaults follow the official inference.
 
     Attributes:
+        task: "restoration", "colorization" or "inpainting"; None follows the checkpoint.
+            Colorization runs at w = 0 with AdaIN, inpainting at w = 1 without, as the
+            official scripts do; both ignore ``fidelity`` and ``adain``.
+        inpaint_masks: (B, H, W) or (1, H, W) masks in [0, 1] of the pixels to fill (>= 0.5);
+            without them, pure-white pixels are filled, as in the official scripts.
         fidelity: w in [0, 1], or a :class:`FidelityRamp` over face sizes.
         adain: match code statistics to the input (official default on).
         visibility: blend of the restored face over the original, 0-1.
@@ -72,6 +78,8 @@ class RestoreOptions:
         weights_dir: folder searched first for detector and parser weights.
     """
 
+    task: str | None = None
+    inpaint_masks: torch.Tensor | None = None
     fidelity: float | FidelityRamp = 0.5
     adain: bool = True
     visibility: float = 1.0
@@ -97,6 +105,8 @@ class RestoreOptions:
             _check_unit("fidelity", self.fidelity)
         _check_unit("visibility", self.visibility)
         _check_unit("confidence", self.confidence)
+        if self.task is not None and self.task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)} or None (the checkpoint's); got {self.task!r}")
         if self.detector not in DETECTORS:
             raise ValueError(f"unknown detector {self.detector!r}; choose one of {', '.join(DETECTORS)}")
         if self.detection_size is not None and self.detection_size < 16:

@@ -110,15 +110,77 @@ def restore_faces(
     pictures = as_image_list(images)
     for picture in pictures:
         check_output_size(picture, options.upscale)
+    task = resolve_task(model, options)
+    options = dataclasses.replace(options, task=task)
+    if task == "colorization":
+        pictures = [_with_colour(picture) for picture in pictures]
     if options.has_aligned:
         return _restore_aligned(pictures, model, options, on_chunk)
     faces, crops = find_faces(pictures, options, _device_of(model))
-    restored = run_network(model, crops, [face.fidelity for face in faces], options, on_chunk)
+    fill = inpaint_crop_masks(pictures, faces, crops, options) if task == "inpainting" else None
+    restored = run_network(model, crops, [face.fidelity for face in faces], options, on_chunk, fill)
     result = paste_faces(pictures, faces, restored, options)
     if options.return_crops:
         result.crops = torch.from_numpy(crops.astype(np.float32) / 255.0)
         result.restored_crops = restored
     return result
+
+
+def resolve_task(model: torch.nn.Module, options: RestoreOptions) -> str:
+    """The task to run: the one asked for, which must match the checkpoint's when it is known."""
+    description = getattr(model, "description", None)
+    checkpoint_task = getattr(description, "task", None)
+    if options.task and checkpoint_task and options.task != checkpoint_task:
+        raise ValueError(
+            f"{description.source} holds a CodeFormer {checkpoint_task} checkpoint, but task {options.task!r} "
+            f"was asked for; load the {options.task} checkpoint or drop the task setting"
+        )
+    return options.task or checkpoint_task or "restoration"
+
+
+def white_pixels(x: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) mask of pure-white pixels of normalised (B, 3, H, W) faces: the official fill rule."""
+    return (x.float().sum(dim=1, keepdim=True) == 3.0).to(x.dtype)
+
+
+def blend_inpainting(x: torch.Tensor, raw: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Network output inside ``mask``, the input exactly outside it (masks (B, H, W) or (B, 1, H, W))."""
+    inside = mask.reshape(mask.shape[0], 1, *mask.shape[-2:]).to(device=x.device) > 0
+    return torch.where(inside, raw, x)
+
+
+def task_fidelity(task: str, fidelity: float) -> float:
+    """The w each task runs at: colorization 0, inpainting 1, restoration as asked."""
+    return {"colorization": 0.0, "inpainting": 1.0}.get(task, fidelity)
+
+
+def _with_colour(picture: torch.Tensor) -> torch.Tensor:
+    """Grey (H, W, 1) as three channels, so that colorization has somewhere to put colour."""
+    return picture.expand(-1, -1, 3) if picture.shape[2] == 1 else picture
+
+
+def inpaint_crop_masks(
+    pictures: list[torch.Tensor], faces: list[FaceInfo], crops: np.ndarray, options: RestoreOptions
+) -> np.ndarray:
+    """(N, 512, 512) bool: which crop pixels inpainting fills.
+
+    From ``options.inpaint_masks`` warped into each face's crop (nearest neighbour, so it
+    stays binary), else the crop's pure-white pixels, as the official scripts do.
+    """
+    import cv2
+
+    if options.inpaint_masks is None:
+        return (crops == 255).all(axis=3)
+    masks = []
+    for face in faces:
+        mask = options.inpaint_masks[face.image_index if options.inpaint_masks.shape[0] > 1 else 0]
+        mask = mask.detach().to("cpu", torch.float32).numpy()
+        height, width = pictures[face.image_index].shape[:2]
+        to_image = np.diag([width / mask.shape[1], height / mask.shape[0], 1.0])  # mask pixels -> image pixels
+        affine = np.array(face.affine) @ to_image
+        warped = cv2.warpAffine(mask, affine, (FACE_SIZE, FACE_SIZE), flags=cv2.INTER_NEAREST, borderValue=0)
+        masks.append(warped >= 0.5)
+    return np.stack(masks) if masks else np.zeros((0, FACE_SIZE, FACE_SIZE), bool)
 
 
 def sweep_fidelity(
@@ -138,6 +200,8 @@ def sweep_fidelity(
     options = dataclasses.replace(options or RestoreOptions(), **overrides)
     if not values:
         raise ValueError("a fidelity sweep needs at least one w value")
+    if resolve_task(model, options) != "restoration":
+        raise ValueError("a fidelity sweep needs a restoration checkpoint: colorization and inpainting fix w")
     for value in values:
         dataclasses.replace(options, fidelity=value)  # validates each value
     pictures = as_image_list(images)
@@ -185,6 +249,7 @@ def find_faces(
 ) -> tuple[list[FaceInfo], np.ndarray]:
     """Detect, select and align faces; returns their info and (N, 512, 512, 3) uint8 crops."""
     detector = load_detector(options.detector, device, options.weights_dir)
+    task = options.task or "restoration"
     faces: list[FaceInfo] = []
     crops: list[np.ndarray] = []
     for index, picture in enumerate(pictures):
@@ -211,9 +276,9 @@ def find_faces(
                     score=detection.score,
                     landmarks=detection.landmarks,
                     face_size=detection.size,
-                    fidelity=options.fidelity_for(detection.size),
+                    fidelity=task_fidelity(task, options.fidelity_for(detection.size)),
                     affine=tuple(tuple(float(v) for v in row) for row in affine),
-                    grey=grey,
+                    grey=grey and task != "colorization",
                 )
             )
     stacked = np.stack(crops) if crops else np.zeros((0, FACE_SIZE, FACE_SIZE, 3), np.uint8)
@@ -267,13 +332,17 @@ def run_network(
     fidelities: list[float],
     options: RestoreOptions,
     on_chunk: ChunkCallback | None = None,
+    fill: np.ndarray | None = None,
 ) -> torch.Tensor:
     """Restore (N, 512, 512, 3) uint8 crops in chunks; returns float32 (N, 512, 512, 3) in [0, 1].
+
+    Inpainting (``fill``: (N, 512, 512) bool) keeps every pixel outside its mask exactly.
 
     Running out of memory (on CUDA, in practice) halves the chunk and tries again, down to
     one face, then re-raises.
     """
     device, dtype = _device_of(model), _dtype_of(model)
+    adain = {"colorization": True, "inpainting": False}.get(options.task or "restoration", options.adain)
     faces = torch.from_numpy(crops).permute(0, 3, 1, 2)
     total = faces.shape[0]
     outputs: list[torch.Tensor] = []
@@ -284,7 +353,9 @@ def run_network(
         w = torch.tensor(fidelities[start : start + chunk])
         try:
             with torch.inference_mode():
-                out = model(x.to(device, dtype), w=w, adain=options.adain)[0]
+                out = model(x.to(device, dtype), w=w, adain=adain)[0]
+            if fill is not None:
+                out = blend_inpainting(x.to(out.device), out.float(), torch.from_numpy(fill[start : start + chunk]))
         except torch.OutOfMemoryError:
             if chunk == 1:
                 raise
@@ -399,12 +470,16 @@ def _restore_aligned(
                 f"{picture.shape[1]}x{picture.shape[0]}. Turn has_aligned off to detect faces."
             )
     crops = np.stack([to_uint8_rgb(picture) for picture in pictures])
-    fidelities = [options.fidelity_for(FACE_SIZE)] * len(pictures)
-    restored = run_network(model, crops, fidelities, options, on_chunk)
+    fidelities = [task_fidelity(options.task, options.fidelity_for(FACE_SIZE))] * len(pictures)
+    fill = None
+    if options.task == "inpainting":
+        masks = options.inpaint_masks
+        fill = (crops == 255).all(axis=3) if masks is None else _aligned_masks(masks, len(pictures))
+    restored = run_network(model, crops, fidelities, options, on_chunk, fill)
     images = []
     for picture, face in zip(pictures, restored, strict=True):
         out = face.numpy()
-        if is_grey(picture, to_uint8_rgb(picture)):
+        if options.task != "colorization" and is_grey(picture, to_uint8_rgb(picture)):
             out = luma(out) if picture.shape[2] == 1 else np.repeat(luma(out), 3, axis=2)
         if picture.shape[2] == 4:
             out = np.concatenate([out, picture[..., 3:].numpy()], axis=2)
@@ -415,6 +490,12 @@ def _restore_aligned(
         result.crops = torch.from_numpy(crops.astype(np.float32) / 255.0)
         result.restored_crops = restored
     return result
+
+
+def _aligned_masks(masks: torch.Tensor, count: int) -> np.ndarray:
+    if masks.shape[-2:] != (FACE_SIZE, FACE_SIZE):
+        raise ValueError(f"inpaint masks for aligned faces must be 512x512; got {tuple(masks.shape)}")
+    return (masks.detach().to("cpu").expand(count, -1, -1) >= 0.5).numpy()
 
 
 def _device_of(model: torch.nn.Module) -> torch.device:

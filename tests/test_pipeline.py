@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -321,3 +322,49 @@ def test_selection_mask_keeps_faces_whose_centre_is_inside(photo, weights_dir):
     mask[:, :, : int(everything[1].box[2])] = 1.0
     kept = run(photo[None], weights_dir, selection_masks=mask).faces
     assert [face.box for face in kept] == [face.box for face in everything[:2]]
+
+
+class TaskNetwork(RecordingNetwork):
+    """A stand-in checkpoint of a given task: pushes every pixel towards red, records adain."""
+
+    def __init__(self, task: str) -> None:
+        super().__init__()
+        self.description = SimpleNamespace(task=task, source="stand-in.pth")
+        self.adain: list[bool] = []
+
+    def forward(self, x, w=0, adain=False):
+        super().forward(x, w, adain)
+        self.adain.append(adain)
+        red = torch.tensor([1.0, -1.0, -1.0]).reshape(1, 3, 1, 1)
+        return (x * 0 + red, None, None)
+
+
+def test_colorization_runs_at_w0_with_adain_and_returns_colour(photo, weights_dir):
+    network = TaskNetwork("colorization")
+    grey = photo.mean(dim=2, keepdim=True)
+    result = run(grey[None], weights_dir, network, fidelity=0.9, face_selection="largest")
+    assert network.calls[0][1] == [0.0] and network.adain == [True]
+    out = result.images[0]
+    assert out.shape[2] == 3 and (out[..., 0] - out[..., 1]).abs().max() > 0.5
+
+
+def test_inpainting_fills_only_the_mask_and_warps_it_per_face(photo, weights_dir):
+    network = TaskNetwork("inpainting")
+    left = torch.zeros(1, *photo.shape[:2])
+    left[:, :, :300] = 1.0
+    result = run(photo[None], weights_dir, network, inpaint_masks=left, return_crops=True)
+    assert network.adain == [False] and set(network.calls[0][1]) == {1.0}
+    crops, restored = result.crops, result.restored_crops
+    changed = (restored - crops).abs().amax(dim=3) > 1e-6
+    assert changed[0].any(), "the leftmost face lies in the mask"
+    assert not changed[1:].any(), "faces outside the mask keep every pixel"
+
+    white = photo.clone()
+    white[100:140, 450:500] = 1.0
+    filled = run(white[None], weights_dir, TaskNetwork("inpainting"), return_crops=True)
+    assert ((filled.restored_crops - filled.crops).abs().amax(dim=3) > 1e-6).any()
+
+
+def test_task_must_match_the_checkpoint(photo, weights_dir):
+    with pytest.raises(ValueError, match="colorization checkpoint, but task 'inpainting'"):
+        run(photo[None], weights_dir, TaskNetwork("colorization"), task="inpainting")

@@ -44,3 +44,16 @@ def test_inpainting_matches_reference(variant_model, variant_vectors):
     assert max_diff(raw, variant_vectors["inpaint_raw_out_w1_adain0"]) <= OUT_ATOL
     assert max_diff(logits, variant_vectors["inpaint_logits"]) <= FEATURE_ATOL
     assert torch.equal(logits[0].argmax(dim=1), variant_vectors["inpaint_code_indices"])
+
+
+def test_inpainting_mask_rule_and_blend(variant_vectors):
+    from codeformer_nodes.pipeline.restore import blend_inpainting, white_pixels
+
+    x = variant_vectors["inpaint_input"]
+    mask = white_pixels(x)
+    assert torch.equal(mask, variant_vectors["inpaint_mask"])
+    raw = variant_vectors["inpaint_raw_out_w1_adain0"]
+    blended = blend_inpainting(x, raw, mask)
+    assert max_diff(blended, variant_vectors["inpaint_blended"]) <= 1e-6
+    outside = mask.expand_as(x) == 0
+    assert torch.equal(blended[outside], x[outside])
