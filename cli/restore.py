@@ -24,7 +24,7 @@ import torch
 from ..models import PRECISIONS, CodeFormerWeightsError, choose_dtype, load_codeformer
 from ..pipeline import FidelityRamp, RestoreOptions, restore_faces
 from ..pipeline.detection import DEFAULT_DETECTION_SIZE, DETECTORS
-from ..pipeline.options import FACE_SELECTIONS, MAX_UPSCALE
+from ..pipeline.options import FACE_SELECTIONS, MAX_UPSCALE, TASKS
 from .imageio import FORMATS, IMAGE_SUFFIXES, LoadedImage, WriteSettings, output_format, read_image, write_image
 from .workflow import export_workflow
 
@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("inputs", nargs="*", help="image files, folders or glob patterns")
     parser.add_argument("-o", "--output", type=Path, help="output folder")
     parser.add_argument("--model", type=Path, help="CodeFormer weights (.pth or .safetensors)")
+    parser.add_argument("--task", choices=("auto", *TASKS), default="auto",
+                        help="what the checkpoint does (auto: read from it); a mismatch is an error")  # fmt: skip
     parser.add_argument("--weights-dir", type=Path, help="folder with detector / parser weights")
     parser.add_argument("--detector", choices=DETECTORS, default=DETECTORS[0])
     parser.add_argument("--detection-size", type=int, default=DEFAULT_DETECTION_SIZE, help="0: original size")
@@ -67,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 def options_from(args: argparse.Namespace) -> RestoreOptions:
     fidelity: float | FidelityRamp = FidelityRamp(*args.ramp) if args.ramp else args.fidelity
     return RestoreOptions(
+        task=None if args.task == "auto" else args.task,
         fidelity=fidelity,
         visibility=args.visibility,
         detector=args.detector,

@@ -43,8 +43,8 @@ class CodeFormerModelLoader:
     """Load CodeFormer weights from ``models/facerestore_models`` (any file name)."""
 
     CATEGORY = CATEGORY
-    RETURN_TYPES = ("CODEFORMER_MODEL",)
-    RETURN_NAMES = ("codeformer_model",)
+    RETURN_TYPES = ("CODEFORMER_MODEL", "STRING")
+    RETURN_NAMES = ("codeformer_model", "task")
     FUNCTION = "load"
     DESCRIPTION = "Loads CodeFormer weights (restoration, colorization or inpainting), recognised by their keys."
 
@@ -53,10 +53,10 @@ class CodeFormerModelLoader:
         files = host.model_files() or [NO_MODEL_FILES]
         return {"required": {"model_name": (files,), "precision": (list(PRECISIONS), {"default": "auto"})}}
 
-    def load(self, model_name: str, precision: str) -> tuple[host.CodeFormerModel]:
+    def load(self, model_name: str, precision: str) -> tuple[host.CodeFormerModel, str]:
         model = host.load_managed_model(host.resolve_model_file(model_name), precision)
         host.LOG.info("CodeFormer %s loaded from %s as %s", model.description.task, model_name, model.dtype)
-        return (model,)
+        return (model, model.description.task)
 
 
 class CodeFormerFidelity:
@@ -113,7 +113,11 @@ class CodeFormerRestoreFaces:
     RETURN_TYPES = ("IMAGE", "MASK", "IMAGE", "IMAGE", "CODEFORMER_FACES", "STRING", "INT")
     RETURN_NAMES = ("image", "face_mask", "face_crops", "restored_crops", "faces", "faces_json", "face_count")
     FUNCTION = "restore"
-    DESCRIPTION = "Restores faces with CodeFormer. With no face found, crop outputs are one black 512x512 image."
+    DESCRIPTION = (
+        "Restores faces with CodeFormer, following the checkpoint's task: restoration uses w; colorization "
+        "(w 0) returns colour; inpainting (w 1) fills inpaint_mask, or pure-white pixels without one. "
+        "With no face found, crop outputs are one black 512x512 image."
+    )
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
@@ -139,6 +143,7 @@ class CodeFormerRestoreFaces:
                 "fidelity": ("CODEFORMER_FIDELITY",),
                 "upscale_model": ("UPSCALE_MODEL",),
                 "mask": ("MASK",),
+                "inpaint_mask": ("MASK",),
             },
         }  # fmt: skip
 
@@ -161,6 +166,7 @@ class CodeFormerRestoreFaces:
         fidelity: FidelityControl | None = None,
         upscale_model: object | None = None,
         mask: torch.Tensor | None = None,
+        inpaint_mask: torch.Tensor | None = None,
     ) -> tuple:
         control = fidelity or FidelityControl(fidelity=w, visibility=1.0)
         options = RestoreOptions(
@@ -173,6 +179,7 @@ class CodeFormerRestoreFaces:
             min_face_size=min_face_size,
             max_face_size=max_face_size or None,
             selection_masks=mask,
+            inpaint_masks=inpaint_mask,
             has_aligned=has_aligned,
             upscale=upscale,
             upscaler=host.upscale_model_callable(upscale_model) if upscale_model is not None else None,

@@ -44,8 +44,8 @@ def load_image() -> dict:
     return {"class_type": "LoadImage", "inputs": {"image": IMAGE_FILE}}
 
 
-def loader() -> dict:
-    return {"class_type": "CodeFormerModelLoader", "inputs": {"model_name": MODEL_FILE, "precision": "auto"}}
+def loader(model_file: str = MODEL_FILE) -> dict:
+    return {"class_type": "CodeFormerModelLoader", "inputs": {"model_name": model_file, "precision": "auto"}}
 
 
 def restore(**changes) -> dict:
@@ -98,6 +98,18 @@ WORKFLOWS = {
         },
         "4": save(["6", 0], "codeformer_pasted"),
     },
+    "codeformer_colorize": {
+        "1": load_image(),
+        "2": loader("codeformer_colorization.pth"),
+        "3": restore(),
+        "4": save(["3", 0], "codeformer_colorized"),
+    },
+    "codeformer_inpaint": {
+        "1": load_image(),
+        "2": loader("codeformer_inpainting.pth"),
+        "3": restore(inpaint_mask=["1", 1]),
+        "4": save(["3", 0], "codeformer_inpainted"),
+    },
 }  # fmt: skip
 
 
@@ -128,7 +140,7 @@ def _folder_paths_stand_in() -> types.ModuleType:
     module.add_model_folder_path = lambda name, path, is_default=False: module.folder_names_and_paths.setdefault(
         name, ([path], set())
     )
-    module.get_filename_list = lambda name: [MODEL_FILE]
+    module.get_filename_list = lambda name: [MODEL_FILE, "codeformer_colorization.pth", "codeformer_inpainting.pth"]
     module.get_folder_paths = lambda name: list(module.folder_names_and_paths[name][0])
     return module
 

@@ -103,7 +103,7 @@ def test_exported_workflow_validates_and_gives_the_cli_pixels(inputs, recipe_che
     def inputs_of(node_id: str) -> dict:
         return {k: v for k, v in workflow[node_id]["inputs"].items() if not isinstance(v, list)}
 
-    (model,) = NODE_CLASS_MAPPINGS["CodeFormerModelLoader"]().load(**inputs_of("2"))
+    model, _ = NODE_CLASS_MAPPINGS["CodeFormerModelLoader"]().load(**inputs_of("2"))
     (control,) = NODE_CLASS_MAPPINGS["CodeFormerFidelity"]().build(**inputs_of("3"))
     image = read_image(inputs / "four.png").pixels[None]
     node_image = NODE_CLASS_MAPPINGS["CodeFormerRestoreFaces"]().restore(

@@ -90,8 +90,8 @@ def test_loader_registers_folder_lists_files_and_loads_by_keys(comfy, tmp_path, 
     folder.mkdir(parents=True)
     (folder / "codeformer-v0.1.0.pth").symlink_to(recipe_checkpoint)
     assert CodeFormerModelLoader.INPUT_TYPES()["required"]["model_name"][0] == ["codeformer-v0.1.0.pth"]
-    (model,) = CodeFormerModelLoader().load("codeformer-v0.1.0.pth", "auto")
-    assert model.description.task == "restoration" and model.dtype == torch.float32
+    model, task = CodeFormerModelLoader().load("codeformer-v0.1.0.pth", "auto")
+    assert task == model.description.task == "restoration" and model.dtype == torch.float32
     with pytest.raises(ValueError, match="fp16 on a CPU"):
         CodeFormerModelLoader().load("codeformer-v0.1.0.pth", "fp16")
 
