@@ -117,7 +117,11 @@ def restore_faces(
     if options.has_aligned:
         return _restore_aligned(pictures, model, options, on_chunk)
     faces, crops = find_faces(pictures, options, _device_of(model))
-    fill = inpaint_crop_masks(pictures, faces, crops, options) if task == "inpainting" else None
+    fill = None
+    if task == "inpainting":
+        fill = inpaint_crop_masks(pictures, faces, crops, options)
+        touched = fill.any(axis=(1, 2))  # a face with nothing to fill is left as it is, not resampled
+        faces, crops, fill = [f for f, t in zip(faces, touched, strict=True) if t], crops[touched], fill[touched]
     restored = run_network(model, crops, [face.fidelity for face in faces], options, on_chunk, fill)
     result = paste_faces(pictures, faces, restored, options)
     if options.return_crops:
