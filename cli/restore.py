@@ -25,6 +25,7 @@ from ..models import PRECISIONS, CodeFormerWeightsError, choose_dtype, load_code
 from ..pipeline import FidelityRamp, RestoreOptions, restore_faces
 from ..pipeline.detection import DEFAULT_DETECTION_SIZE, DETECTORS
 from ..pipeline.options import FACE_SELECTIONS, MAX_UPSCALE, TASKS
+from ..pipeline.restore import resolve_task
 from .imageio import FORMATS, IMAGE_SUFFIXES, LoadedImage, WriteSettings, output_format, read_image, write_image
 from .workflow import export_workflow
 
@@ -134,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         device = torch.device(args.device)
         model = load_codeformer(args.model, device=device, dtype=choose_dtype(args.precision, device))
+        resolve_task(model, options)
     except (CodeFormerWeightsError, ValueError) as error:
         print(f"codeformer-restore: {error}", file=sys.stderr)
         return 2
