@@ -39,6 +39,12 @@ class WriteSettings:
     jpeg_subsampling: str = "4:2:0"
 
 
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
 def read_image(path: Path) -> LoadedImage:
     """Decode an image file; raises ``ValueError`` naming the file when it is not a usable image."""
     from PIL import Image, ImageOps, UnidentifiedImageError
@@ -59,7 +65,7 @@ def read_image(path: Path) -> LoadedImage:
                 icc_profile=opened.info.get("icc_profile"),
                 exif=exif.tobytes() if len(exif) else None,
             )
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError) as error:
         raise ValueError(f"{path} could not be decoded as an image ({error})") from error
 
 
@@ -106,6 +112,7 @@ def write_image(pixels: torch.Tensor, destination: Path, loaded: LoadedImage, se
     os.close(handle)
     try:
         image.save(temporary, format=kind.upper(), **options)
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes files private; outputs are ordinary files
         os.replace(temporary, destination)
     finally:
         Path(temporary).unlink(missing_ok=True)

@@ -15,6 +15,7 @@ import glob
 import json
 import sys
 import time
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -107,13 +108,19 @@ def expand_inputs(patterns: list[str]) -> tuple[list[Path], list[dict]]:
     return files, problems
 
 
-def output_path(source: Path, folder: Path, settings: WriteSettings, inputs: set[Path]) -> tuple[Path, str]:
-    """Where a result goes; never onto an input, even when the output folder is the input folder."""
+def output_path(source: Path, folder: Path, settings: WriteSettings, taken: set[Path]) -> tuple[Path, str]:
+    """Where a result goes: never onto an input or onto another output of this run.
+
+    ``taken`` holds the inputs and the outputs chosen so far; the chosen path is added.
+    """
     kind = output_format(source, settings)
     suffix = source.suffix if FORMATS[kind] == ".jpg" and source.suffix.lower() == ".jpeg" else FORMATS[kind]
     candidate = folder / f"{source.stem}{suffix}"
-    if candidate.resolve() in inputs:
-        candidate = folder / f"{source.stem}_restored{suffix}"
+    number = 0
+    while candidate.resolve() in taken:
+        number += 1
+        candidate = folder / f"{source.stem}_restored{'' if number == 1 else f'_{number}'}{suffix}"
+    taken.add(candidate.resolve())
     return candidate, kind
 
 
@@ -136,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         device = torch.device(args.device)
         model = load_codeformer(args.model, device=device, dtype=choose_dtype(args.precision, device))
         resolve_task(model, options)
-    except (CodeFormerWeightsError, ValueError) as error:
+    except (CodeFormerWeightsError, ValueError, RuntimeError, AssertionError) as error:  # bad or absent device
         print(f"codeformer-restore: {error}", file=sys.stderr)
         return 2
     settings = WriteSettings(args.format, args.jpeg_quality, args.jpeg_subsampling)
@@ -166,13 +173,13 @@ def run(
     skip_existing: bool,
 ) -> list[dict]:  # fmt: skip
     """Restore each file; decoding and encoding happen in background threads."""
-    inputs = {file.resolve() for file in files}
+    taken = {file.resolve() for file in files}
     entries: list[dict] = []
     progress = Progress(len(files))
     with ThreadPoolExecutor(max_workers=PREFETCH, thread_name_prefix="codeformer-io") as pool:
         writes: list[tuple[dict, Future]] = []
         for source, decoded in prefetch(pool, files):
-            destination, kind = output_path(source, folder, settings, inputs)
+            destination, kind = output_path(source, folder, settings, taken)
             entry: dict = {"input": str(source), "output": str(destination)}
             entries.append(entry)
             started = time.perf_counter()
@@ -182,7 +189,7 @@ def run(
                 try:
                     loaded = decoded.result()
                     result = restore_faces([loaded.pixels], model, options)
-                except (ValueError, OSError) as error:
+                except (ValueError, OSError, RuntimeError) as error:  # RuntimeError: out of memory
                     entry.update(error=str(error), output=None)
                 else:
                     entry["faces"] = [face.to_dict() for face in result.faces]
@@ -201,12 +208,16 @@ def run(
 
 
 def prefetch(pool: ThreadPoolExecutor, files: list[Path]) -> Iterator[tuple[Path, Future[LoadedImage]]]:
-    """Yield (file, future decode) while the next few files are already being decoded."""
-    pending = [(file, pool.submit(read_image, file)) for file in files[:PREFETCH]]
-    for index in range(len(files)):
-        if index + PREFETCH < len(files):
-            pending.append((files[index + PREFETCH], pool.submit(read_image, files[index + PREFETCH])))
-        yield pending[index]
+    """Yield (file, future decode) while the next few files are already being decoded.
+
+    Only the few images in flight are held: a yielded decode is forgotten here.
+    """
+    pending = deque((file, pool.submit(read_image, file)) for file in files[:PREFETCH])
+    for upcoming in files[PREFETCH:]:
+        yield pending.popleft()
+        pending.append((upcoming, pool.submit(read_image, upcoming)))
+    while pending:
+        yield pending.popleft()
 
 
 class Progress:

@@ -110,6 +110,8 @@ def load_pickle_safely(path: Path) -> object:
                 "convert it to .safetensors with a tool you trust."
             ) from error
         raise _corrupt(path, error) from error
+    except PermissionError as error:
+        raise WeightsFileError(f"{path} cannot be read: permission denied; check the file's permissions") from error
     except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, ValueError) as error:
         raise _corrupt(path, error) from error
 

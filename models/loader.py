@@ -47,7 +47,8 @@ def load_codeformer(
     The configuration and task come from the weights themselves, never from the file
     name. Pickled files are read with ``weights_only=True``, so no code in them runs.
     Loaded networks are cached by (path, size, mtime, device, dtype): a second call is
-    free and a changed file is reloaded. The result carries ``.description``
+    free and a changed file is reloaded. Callers share a cached network; one that was moved
+    or cast since is rebuilt rather than handed out. The result carries ``.description``
     (a :class:`ModelDescription`).
 
     Args:
@@ -62,9 +63,11 @@ def load_codeformer(
     key: CacheKey | None = None
     if stat is not None:
         key = (str(resolved), stat.st_size, stat.st_mtime_ns, str(target_device), target_dtype)
-        if key in _cache:
+        cached = _cache.get(key)
+        parameter = next(cached.parameters(), None) if cached is not None else None
+        if parameter is not None and (parameter.device, parameter.dtype) == (target_device, target_dtype):
             _cache.move_to_end(key)
-            return _cache[key]
+            return cached
     model = build_codeformer(resolved).to(device=target_device, dtype=target_dtype)
     if key is not None:
         _cache[key] = model

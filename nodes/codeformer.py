@@ -222,6 +222,12 @@ class CodeFormerPasteFaces:
     def paste(self, image: torch.Tensor, faces: DetectedFaces, face_crops: torch.Tensor) -> tuple:
         if not faces.faces:
             return (image, torch.zeros(image.shape[:3]))
+        needed = max(face.image_index for face in faces.faces) + 1
+        if needed > image.shape[0]:
+            raise ValueError(
+                f"the faces refer to {needed} images but {image.shape[0]} came in; after a fidelity sweep, paste "
+                "into the restore node's image output (one image per w), not the original"
+            )
         if face_crops.shape[1:3] != (FACE_SIZE, FACE_SIZE):
             raise ValueError(f"face_crops must be 512x512 crops; got {face_crops.shape[2]}x{face_crops.shape[1]}")
         result = paste_faces(list(image), list(faces.faces), face_crops[..., :3].float().cpu(), faces.options)

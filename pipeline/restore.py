@@ -110,6 +110,7 @@ def restore_faces(
     pictures = as_image_list(images)
     for picture in pictures:
         check_output_size(picture, options.upscale)
+    options = with_checked_masks(options, len(pictures))
     task = resolve_task(model, options)
     options = dataclasses.replace(options, task=task)
     if task == "colorization":
@@ -128,6 +129,22 @@ def restore_faces(
         result.crops = torch.from_numpy(crops.astype(np.float32) / 255.0)
         result.restored_crops = restored
     return result
+
+
+def with_checked_masks(options: RestoreOptions, image_count: int) -> RestoreOptions:
+    """Masks as (1 or B, H, W) batches; a (H, W) mask is one for every image."""
+    checked = {}
+    for name in ("selection_masks", "inpaint_masks"):
+        masks = getattr(options, name)
+        if masks is None:
+            continue
+        masks = masks[None] if masks.ndim == 2 else masks
+        if masks.ndim != 3 or masks.shape[0] not in (1, image_count):
+            raise ValueError(
+                f"{name} must be (H, W) or (B, H, W) with B = 1 or the {image_count} images; got {tuple(masks.shape)}"
+            )
+        checked[name] = masks
+    return dataclasses.replace(options, **checked) if checked else options
 
 
 def resolve_task(model: torch.nn.Module, options: RestoreOptions) -> str:
@@ -202,6 +219,7 @@ def sweep_fidelity(
     given. Each face's ``image_index`` refers to the output list.
     """
     options = dataclasses.replace(options or RestoreOptions(), **overrides)
+    options = with_checked_masks(options, len(as_image_list(images)))
     if not values:
         raise ValueError("a fidelity sweep needs at least one w value")
     if resolve_task(model, options) != "restoration":
@@ -354,12 +372,14 @@ def run_network(
     while start < total:
         batch = faces[start : start + chunk]
         x = ((batch.double() / 255.0).float() - 0.5) / 0.5
+        holes = None if fill is None else torch.from_numpy(fill[start : start + chunk])[:, None]
+        network_input = x if holes is None else x.masked_fill(holes, 1.0)  # the model was taught white holes
         w = torch.tensor(fidelities[start : start + chunk])
         try:
             with torch.inference_mode():
-                out = model(x.to(device, dtype), w=w, adain=adain)[0]
-            if fill is not None:
-                out = blend_inpainting(x.to(out.device), out.float(), torch.from_numpy(fill[start : start + chunk]))
+                out = model(network_input.to(device, dtype), w=w, adain=adain)[0]
+            if holes is not None:
+                out = blend_inpainting(x.to(out.device), out.float(), holes)
         except torch.OutOfMemoryError:
             if chunk == 1:
                 raise

@@ -121,3 +121,28 @@ def test_task_mismatch_is_a_clear_error(inputs, recipe_checkpoint, tmp_path, cap
     assert main(args) == 2
     assert "restoration checkpoint, but task 'colorization'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_outputs_never_collide_with_inputs_or_each_other(tmp_path):
+    from codeformer_nodes.cli.imageio import WriteSettings
+    from codeformer_nodes.cli.restore import output_path
+
+    first, second = tmp_path / "a" / "x.png", tmp_path / "b" / "x.png"
+    restored_before = tmp_path / "a" / "x_restored.png"
+    taken = {first.resolve(), second.resolve(), restored_before.resolve()}
+    settings = WriteSettings()
+    chosen = [output_path(source, tmp_path / "a", settings, taken)[0] for source in (first, second)]
+    assert chosen == [tmp_path / "a" / "x_restored_2.png", tmp_path / "a" / "x_restored_3.png"]
+
+
+def test_outputs_are_readable_by_others(inputs, recipe_checkpoint, tmp_path):
+    import os
+    import stat
+
+    out = tmp_path / "out"
+    args = [str(inputs / "four.png"), "-o", str(out), "--model", str(recipe_checkpoint), *DETECTOR_ARGS]
+    assert main([*args, "--face-selection", "largest"]) == 0
+    mode = stat.S_IMODE(os.stat(out / "four.png").st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask

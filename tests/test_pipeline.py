@@ -379,3 +379,10 @@ def result_options(masks: torch.Tensor) -> RestoreOptions:
 def test_task_must_match_the_checkpoint(photo, weights_dir):
     with pytest.raises(ValueError, match="colorization checkpoint, but task 'inpainting'"):
         run(photo[None], weights_dir, TaskNetwork("colorization"), task="inpainting")
+
+
+def test_mask_shapes_are_checked(photo, weights_dir):
+    two_d = torch.ones(*photo.shape[:2])
+    assert len(run(photo[None], weights_dir, selection_masks=two_d).faces) == 4
+    with pytest.raises(ValueError, match="selection_masks must be"):
+        run(torch.stack([photo] * 3), weights_dir, selection_masks=torch.ones(2, *photo.shape[:2]))
