@@ -500,6 +500,9 @@ def _restore_aligned(
         masks = options.inpaint_masks
         fill = (crops == 255).all(axis=3) if masks is None else _aligned_masks(masks, len(pictures))
     restored = run_network(model, crops, fidelities, options, on_chunk, fill)
+    if fill is not None:  # outside the holes, the caller's own (unquantized) pixels
+        originals = torch.stack([_with_colour(picture)[..., :3] for picture in pictures])
+        restored = torch.where(torch.from_numpy(fill)[..., None], restored, originals)
     images = []
     for picture, face in zip(pictures, restored, strict=True):
         out = face.numpy()

@@ -386,3 +386,20 @@ def test_mask_shapes_are_checked(photo, weights_dir):
     assert len(run(photo[None], weights_dir, selection_masks=two_d).faces) == 4
     with pytest.raises(ValueError, match="selection_masks must be"):
         run(torch.stack([photo] * 3), weights_dir, selection_masks=torch.ones(2, *photo.shape[:2]))
+
+
+def test_tasks_on_aligned_faces(weights_dir):
+    faces = torch.rand(2, 512, 512, 3)
+    faces[1, 100:200, 100:300] = 1.0
+    grey = faces[:1].mean(dim=3, keepdim=True)
+    coloured = run(grey, weights_dir, TaskNetwork("colorization"), has_aligned=True).images[0]
+    assert coloured.shape == (512, 512, 3) and (coloured[..., 0] - coloured[..., 1]).abs().max() > 0.5
+
+    network = TaskNetwork("inpainting")
+    filled = run(faces, weights_dir, network, has_aligned=True).images
+    assert network.adain == [False] and set(network.calls[0][1]) == {1.0}
+    holes = torch.zeros(512, 512, dtype=torch.bool)
+    holes[100:200, 100:300] = True
+    assert torch.allclose(filled[0], faces[0], atol=1e-6), "no white pixels: nothing to fill"
+    assert torch.allclose(filled[1][~holes], faces[1][~holes], atol=1e-6)
+    assert (filled[1][holes] - faces[1][holes]).abs().max() > 0.5
