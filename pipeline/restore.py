@@ -33,6 +33,9 @@ from .options import MAX_OUTPUT_PIXELS, RestoreOptions
 # cropping them all would exhaust memory (each crop is 0.75 MiB).
 MAX_FACES_PER_IMAGE = 1000
 
+# (w, adain) of the official scripts for the variant checkpoints; restoration takes both as asked.
+TASK_CALLS = {"colorization": (0.0, True), "inpainting": (1.0, False)}
+
 # Called after each chunk with (faces done, faces in all); may raise to stop the run.
 ChunkCallback = Callable[[int, int], None]
 
@@ -106,13 +109,8 @@ def restore_faces(
         options: a :class:`RestoreOptions`; keyword ``overrides`` replace single fields.
         on_chunk: progress callback after each network chunk.
     """
-    options = dataclasses.replace(options or RestoreOptions(), **overrides)
-    pictures = as_image_list(images)
-    for picture in pictures:
-        check_output_size(picture, options.upscale)
-    options = with_checked_masks(options, len(pictures))
-    task = resolve_task(model, options)
-    options = dataclasses.replace(options, task=task)
+    pictures, options = _prepare(images, model, options, overrides)
+    task = options.task
     if task == "colorization":
         pictures = [_with_colour(picture) for picture in pictures]
     if options.has_aligned:
@@ -126,9 +124,21 @@ def restore_faces(
     restored = run_network(model, crops, [face.fidelity for face in faces], options, on_chunk, fill)
     result = paste_faces(pictures, faces, restored, options)
     if options.return_crops:
-        result.crops = torch.from_numpy(crops.astype(np.float32) / 255.0)
+        result.crops = crops_as_float(crops)
         result.restored_crops = restored
     return result
+
+
+def _prepare(
+    images: ImageInput, model: torch.nn.Module, options: RestoreOptions | None, overrides: dict[str, object]
+) -> tuple[list[torch.Tensor], RestoreOptions]:
+    """Images as float tensors, and options with overrides applied, masks checked and the task resolved."""
+    options = dataclasses.replace(options or RestoreOptions(), **overrides)
+    pictures = as_image_list(images)
+    for picture in pictures:
+        check_output_size(picture, options.upscale)
+    options = with_checked_masks(options, len(pictures))
+    return pictures, dataclasses.replace(options, task=resolve_task(model, options))
 
 
 def with_checked_masks(options: RestoreOptions, image_count: int) -> RestoreOptions:
@@ -159,6 +169,16 @@ def resolve_task(model: torch.nn.Module, options: RestoreOptions) -> str:
     return options.task or checkpoint_task or "restoration"
 
 
+def normalise(crops: torch.Tensor) -> torch.Tensor:
+    """(N, 512, 512, 3) uint8 crops -> (N, 3, 512, 512) float32 ``(rgb / 255 - 0.5) / 0.5``, as the official flow."""
+    return ((crops.permute(0, 3, 1, 2).double() / 255.0).float() - 0.5) / 0.5
+
+
+def white_crop_pixels(crops: np.ndarray) -> np.ndarray:
+    """(N, 512, 512) bool: the pixels the official fill rule marks in uint8 crops."""
+    return white_pixels(normalise(torch.from_numpy(crops)))[:, 0].bool().numpy()
+
+
 def white_pixels(x: torch.Tensor) -> torch.Tensor:
     """(B, 1, H, W) mask of pure-white pixels of normalised (B, 3, H, W) faces: the official fill rule."""
     return (x.float().sum(dim=1, keepdim=True) == 3.0).to(x.dtype)
@@ -170,9 +190,14 @@ def blend_inpainting(x: torch.Tensor, raw: torch.Tensor, mask: torch.Tensor) -> 
     return torch.where(inside, raw, x)
 
 
-def task_fidelity(task: str, fidelity: float) -> float:
+def task_fidelity(task: str | None, fidelity: float) -> float:
     """The w each task runs at: colorization 0, inpainting 1, restoration as asked."""
-    return {"colorization": 0.0, "inpainting": 1.0}.get(task, fidelity)
+    return TASK_CALLS[task][0] if task in TASK_CALLS else fidelity
+
+
+def task_adain(task: str | None, adain: bool) -> bool:
+    """Whether a task uses AdaIN: colorization yes, inpainting no, restoration as asked."""
+    return TASK_CALLS[task][1] if task in TASK_CALLS else adain
 
 
 def _with_colour(picture: torch.Tensor) -> torch.Tensor:
@@ -191,7 +216,7 @@ def inpaint_crop_masks(
     import cv2
 
     if options.inpaint_masks is None:
-        return (crops == 255).all(axis=3)
+        return white_crop_pixels(crops)
     masks = []
     for face in faces:
         mask = options.inpaint_masks[face.image_index if options.inpaint_masks.shape[0] > 1 else 0]
@@ -218,17 +243,13 @@ def sweep_fidelity(
     Results are image-major: for each input image, one output per value, in the order
     given. Each face's ``image_index`` refers to the output list.
     """
-    options = dataclasses.replace(options or RestoreOptions(), **overrides)
-    options = with_checked_masks(options, len(as_image_list(images)))
     if not values:
         raise ValueError("a fidelity sweep needs at least one w value")
-    if resolve_task(model, options) != "restoration":
+    pictures, options = _prepare(images, model, options, overrides)
+    if options.task != "restoration":
         raise ValueError("a fidelity sweep needs a restoration checkpoint: colorization and inpainting fix w")
     for value in values:
         dataclasses.replace(options, fidelity=value)  # validates each value
-    pictures = as_image_list(images)
-    for picture in pictures:
-        check_output_size(picture, options.upscale)
     if options.has_aligned:
         runs = [_restore_aligned(pictures, model, dataclasses.replace(options, fidelity=w), on_chunk) for w in values]
     else:
@@ -239,7 +260,7 @@ def sweep_fidelity(
             swept = [dataclasses.replace(face, fidelity=w) for face in faces]
             run = paste_faces(pictures, swept, restored, options)
             if options.return_crops:
-                run.crops = torch.from_numpy(crops.astype(np.float32) / 255.0)
+                run.crops = crops_as_float(crops)
                 run.restored_crops = restored
             runs.append(run)
     return _interleave(runs, len(pictures), crops_per_image=options.has_aligned)
@@ -364,14 +385,14 @@ def run_network(
     one face, then re-raises.
     """
     device, dtype = _device_of(model), _dtype_of(model)
-    adain = {"colorization": True, "inpainting": False}.get(options.task or "restoration", options.adain)
-    faces = torch.from_numpy(crops).permute(0, 3, 1, 2)
+    adain = task_adain(options.task, options.adain)
+    faces = torch.from_numpy(crops)
     total = faces.shape[0]
     outputs: list[torch.Tensor] = []
     chunk, start = options.chunk_size, 0
     while start < total:
         batch = faces[start : start + chunk]
-        x = ((batch.double() / 255.0).float() - 0.5) / 0.5
+        x = normalise(batch)
         holes = None if fill is None else torch.from_numpy(fill[start : start + chunk])[:, None]
         network_input = x if holes is None else x.masked_fill(holes, 1.0)  # the model was taught white holes
         w = torch.tensor(fidelities[start : start + chunk])
@@ -498,15 +519,15 @@ def _restore_aligned(
     fill = None
     if options.task == "inpainting":
         masks = options.inpaint_masks
-        fill = (crops == 255).all(axis=3) if masks is None else _aligned_masks(masks, len(pictures))
+        fill = white_crop_pixels(crops) if masks is None else _aligned_masks(masks, len(pictures))
     restored = run_network(model, crops, fidelities, options, on_chunk, fill)
     if fill is not None:  # outside the holes, the caller's own (unquantized) pixels
         originals = torch.stack([_with_colour(picture)[..., :3] for picture in pictures])
         restored = torch.where(torch.from_numpy(fill)[..., None], restored, originals)
     images = []
-    for picture, face in zip(pictures, restored, strict=True):
+    for picture, crop, face in zip(pictures, crops, restored, strict=True):
         out = face.numpy()
-        if options.task != "colorization" and is_grey(picture, to_uint8_rgb(picture)):
+        if options.task != "colorization" and is_grey(picture, crop):
             out = luma(out) if picture.shape[2] == 1 else np.repeat(luma(out), 3, axis=2)
         if picture.shape[2] == 4:
             out = np.concatenate([out, picture[..., 3:].numpy()], axis=2)
@@ -514,9 +535,14 @@ def _restore_aligned(
     masks = [torch.ones(FACE_SIZE, FACE_SIZE) for _ in pictures]
     result = RestoreResult(images=images, masks=masks, faces=[], faces_per_image=[1] * len(pictures))
     if options.return_crops:
-        result.crops = torch.from_numpy(crops.astype(np.float32) / 255.0)
+        result.crops = crops_as_float(crops)
         result.restored_crops = restored
     return result
+
+
+def crops_as_float(crops: np.ndarray) -> torch.Tensor:
+    """uint8 crops as the float IMAGE layout callers get."""
+    return torch.from_numpy(crops.astype(np.float32) / 255.0)
 
 
 def _aligned_masks(masks: torch.Tensor, count: int) -> np.ndarray:

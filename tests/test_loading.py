@@ -175,21 +175,18 @@ def test_empty_folder_and_missing_paths(tmp_path, make, message):
         load_codeformer(path)
 
 
-def test_cache_reuses_and_reloads_a_changed_file(tmp_path):
-    weights = {"position_emb": torch.zeros(1)}
-    path = small_checkpoint(tmp_path / "codeformer.pth")
-    del weights
-    first_stat = path.stat()
-    calls = []
+def test_cache_reuses_and_reloads_a_changed_file(tmp_path, monkeypatch):
     import codeformer_nodes.models.loader as loader
 
-    original = loader.build_codeformer
+    path = small_checkpoint(tmp_path / "codeformer.pth")
+    first_stat = path.stat()
+    calls = []
 
     def counting_build(resolved):
         calls.append(resolved)
         return torch.nn.Linear(1, 1)
 
-    loader.build_codeformer = counting_build
+    monkeypatch.setattr(loader, "build_codeformer", counting_build)
     try:
         first = load_codeformer(path)
         assert load_codeformer(str(path)) is first
@@ -199,13 +196,10 @@ def test_cache_reuses_and_reloads_a_changed_file(tmp_path):
         assert load_codeformer(path, dtype=torch.float64) is not reloaded
         assert len(calls) == 3
         for index in range(4):
-            other = tmp_path / f"other{index}.pth"
-            small_checkpoint(other)
-            load_codeformer(other)
+            load_codeformer(small_checkpoint(tmp_path / f"other{index}.pth"))
         load_codeformer(path)
         assert len(calls) == 8, "the cache keeps only a few models"
     finally:
-        loader.build_codeformer = original
         clear_model_cache()
 
 
