@@ -22,11 +22,11 @@ from pathlib import Path
 
 import torch
 
-from ..models import PRECISIONS, CodeFormerWeightsError, choose_dtype, load_codeformer
+from ..models import PRECISIONS, TASKS, CodeFormerWeightsError, choose_dtype, load_codeformer
 from ..pipeline import FidelityRamp, RestoreOptions, restore_faces
-from ..pipeline.detection import DEFAULT_DETECTION_SIZE, DETECTORS
-from ..pipeline.options import FACE_SELECTIONS, MAX_UPSCALE, TASKS
-from ..pipeline.restore import resolve_task
+from ..pipeline.detection import DEFAULT_CONFIDENCE, DEFAULT_DETECTION_SIZE, DEFAULT_DETECTOR, DETECTORS
+from ..pipeline.options import FACE_SELECTIONS, MAX_UPSCALE
+from ..pipeline.tasks import resolve_task
 from .imageio import FORMATS, IMAGE_SUFFIXES, LoadedImage, WriteSettings, output_format, read_image, write_image
 from .workflow import export_workflow
 
@@ -42,9 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--task", choices=("auto", *TASKS), default="auto",
                         help="what the checkpoint does (auto: read from it); a mismatch is an error")  # fmt: skip
     parser.add_argument("--weights-dir", type=Path, help="folder with detector / parser weights")
-    parser.add_argument("--detector", choices=DETECTORS, default=DETECTORS[0])
+    parser.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR)
     parser.add_argument("--detection-size", type=int, default=DEFAULT_DETECTION_SIZE, help="0: original size")
-    parser.add_argument("--confidence", type=float, default=0.97)
+    parser.add_argument("--confidence", type=float, default=DEFAULT_CONFIDENCE)
     parser.add_argument("-w", "--fidelity", type=float, default=0.5, help="0 quality .. 1 fidelity")
     parser.add_argument("--ramp", type=float, nargs=4, metavar=("SMALL_W", "LARGE_W", "SMALL_SIZE", "LARGE_SIZE"),
                         help="fidelity by face size instead of one w")  # fmt: skip

@@ -337,7 +337,7 @@ class CodeFormer(nn.Module):
 
         Args:
             x: (B,3,512,512) faces, RGB, normalised as ``(rgb - 0.5) / 0.5``.
-            w: fidelity, a number or a (B,) tensor (one per face); ``w <= 0`` skips CFT.
+            w: fidelity in [0, 1], a number or a (B,) tensor (one per face); ``w = 0`` skips CFT.
             detach_16: accepted for call compatibility; it only affects gradients.
             code_only: return ``(logits, lq_feat)`` without running the generator.
             adain: match the looked-up codes' channel statistics to the encoder output.
@@ -347,6 +347,8 @@ class CodeFormer(nn.Module):
             codebook_size); lq_feat (B,emb_dim,16,16). With ``code_only``, the last two.
         """
         del detach_16
+        _check_input(x)
+        fidelity = self._fidelity(w, x)
         lq_feat, skips = self.encoder(x)
         logits = self.predict_codes(lq_feat)
         if code_only:
@@ -354,7 +356,7 @@ class CodeFormer(nn.Module):
         codes = self.quantize(logits.argmax(dim=2))
         if adain:
             codes = adaptive_instance_norm(codes, lq_feat)
-        out = self.generate(codes, skips, self._fidelity(w, x))
+        out = self.generate(codes, skips, fidelity)
         return out, logits, lq_feat
 
     def predict_codes(self, lq_feat: Tensor) -> Tensor:
@@ -376,12 +378,23 @@ class CodeFormer(nn.Module):
 
     @staticmethod
     def _fidelity(w: float | Tensor, x: Tensor) -> Tensor:
-        """Fidelity as a (B,1,1,1) tensor in the input's dtype and device."""
-        weight = torch.as_tensor(w, dtype=x.dtype, device=x.device)
+        """Fidelity as a (B,1,1,1) tensor in the input's dtype and device, checked before any work."""
+        weight = torch.as_tensor(w, dtype=torch.float64).detach().cpu()
         if weight.ndim == 0:
             weight = weight.expand(x.shape[0])
         if weight.shape != (x.shape[0],):
             raise ValueError(
                 f"w must be a number or a tensor of shape ({x.shape[0]},), one per face; got {tuple(weight.shape)}"
             )
-        return weight.reshape(-1, 1, 1, 1)
+        if not bool(((weight >= 0) & (weight <= 1)).all()):
+            raise ValueError(f"w must lie in [0, 1] (0: quality, 1: fidelity); got {weight.tolist()}")
+        return weight.to(device=x.device, dtype=x.dtype).reshape(-1, 1, 1, 1)
+
+
+def _check_input(x: Tensor) -> None:
+    """Only (B, 3, 512, 512) works: the transformer has one position per cell of a fixed 16x16 grid."""
+    if x.ndim != 4 or tuple(x.shape[1:]) != (3, IMAGE_SIZE, IMAGE_SIZE):
+        raise ValueError(
+            f"CodeFormer takes (B, 3, {IMAGE_SIZE}, {IMAGE_SIZE}) faces; got {tuple(x.shape)}. Align faces to "
+            f"{IMAGE_SIZE}x{IMAGE_SIZE} first (restore_faces does)."
+        )

@@ -1,11 +1,21 @@
 """Finding, checking, loading and caching CodeFormer weights."""
 
-from .checkpoint import WEIGHT_SUFFIXES, read_state_dict, recognise
+from .checkpoint import TASKS, WEIGHT_SUFFIXES, read_state_dict, recognise
 from .errors import CodeFormerWeightsError, StateDictMismatchError, UnsupportedModelError, WeightsFileError
-from .loader import PRECISIONS, ModelDescription, build_codeformer, choose_dtype, clear_model_cache, load_codeformer
+from .loader import (
+    PRECISIONS,
+    LoadedCodeFormer,
+    ModelDescription,
+    build_codeformer,
+    choose_dtype,
+    clear_model_cache,
+    load_codeformer,
+)
 
 __all__ = [
     "PRECISIONS",
+    "TASKS",
+    "LoadedCodeFormer",
     "choose_dtype",
     "WEIGHT_SUFFIXES",
     "CodeFormerWeightsError",

@@ -1,8 +1,8 @@
 """Find (and, when the network allows, download) the helper networks' weights.
 
 The face detector (RetinaFace) and the face parser (ParseNet) come from facexlib's
-releases. A file is looked for in an explicit folder, then in ComfyUI's model folder
-when running inside ComfyUI, then in a per-user cache. A missing file is downloaded to
+releases. A file is looked for in the caller's folder (inside ComfyUI, the nodes give
+``models/facedetection``), then in a per-user cache. A missing file is downloaded to
 a temporary file, checked to load as the expected network, and only then moved into
 place, so a half-written file never sits where the next run would trust it.
 """
@@ -10,7 +10,6 @@ place, so a half-written file never sits where the next run would trust it.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -27,11 +26,10 @@ DOWNLOAD_TIMEOUT_SECONDS = 60
 
 @dataclass(frozen=True)
 class AuxiliaryWeights:
-    """A helper network's weights: file name, official URL, ComfyUI folder, identifying keys."""
+    """A helper network's weights: file name, official URL, identifying keys."""
 
     file_name: str
     url: str
-    comfy_folder: str
     required_keys: tuple[str, ...]
 
 
@@ -41,13 +39,11 @@ DETECTOR_WEIGHTS = {
     "retinaface_resnet50": AuxiliaryWeights(
         "detection_Resnet50_Final.pth",
         f"{_FACEXLIB_RELEASES}/v0.1.0/detection_Resnet50_Final.pth",
-        "facedetection",
         ("body.conv1.weight", "ClassHead.0.conv1x1.weight"),
     ),
     "retinaface_mobile0.25": AuxiliaryWeights(
         "detection_mobilenet0.25_Final.pth",
         f"{_FACEXLIB_RELEASES}/v0.1.0/detection_mobilenet0.25_Final.pth",
-        "facedetection",
         ("body.stage1.0.0.weight", "ClassHead.0.conv1x1.weight"),
     ),
 }
@@ -55,7 +51,6 @@ DETECTOR_WEIGHTS = {
 PARSENET_WEIGHTS = AuxiliaryWeights(
     "parsing_parsenet.pth",
     f"{_FACEXLIB_RELEASES}/v0.2.2/parsing_parsenet.pth",
-    "facedetection",
     ("encoder.0.conv2d.weight",),
 )
 
@@ -66,23 +61,15 @@ def user_cache_dir() -> Path:
     return Path(base) / "codeformer_nodes"
 
 
-def comfy_models_dir(folder: str) -> Path | None:
-    """ComfyUI's ``models/<folder>`` when this runs inside ComfyUI, else None."""
-    folder_paths = sys.modules.get("folder_paths")
-    models_dir = getattr(folder_paths, "models_dir", None)
-    return Path(models_dir) / folder if models_dir else None
-
-
-def search_folders(weights: AuxiliaryWeights, explicit_dir: str | Path | None) -> list[Path]:
-    candidates = [Path(explicit_dir) if explicit_dir else None, comfy_models_dir(weights.comfy_folder)]
-    return [folder for folder in candidates if folder is not None] + [user_cache_dir()]
+def search_folders(explicit_dir: str | Path | None) -> list[Path]:
+    return ([Path(explicit_dir)] if explicit_dir else []) + [user_cache_dir()]
 
 
 def find_auxiliary_weights(
     weights: AuxiliaryWeights, explicit_dir: str | Path | None = None, download: bool = True
 ) -> Path:
     """Path of an existing weights file, downloading it into the first writable folder if needed."""
-    folders = search_folders(weights, explicit_dir)
+    folders = search_folders(explicit_dir)
     for folder in folders:
         if (folder / weights.file_name).is_file():
             return folder / weights.file_name

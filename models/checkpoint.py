@@ -48,11 +48,15 @@ OTHER_ARCHITECTURES = {
     "ParseNet / BiSeNet parser": ("encoder.0.conv2d.weight", "cp.backbone.conv1.weight"),
 }
 
+# The tasks of the official checkpoints.
+RESTORATION, COLORIZATION, INPAINTING = "restoration", "colorization", "inpainting"
+TASKS = (RESTORATION, COLORIZATION, INPAINTING)
+
 # (codebook size, CFT sizes) of the official checkpoints -> the task each was trained for.
-TASKS = {
-    (1024, (32, 64, 128, 256)): "restoration",
-    (1024, (32, 64, 128)): "colorization",
-    (512, (32, 64, 128)): "inpainting",
+TASK_SIGNATURES = {
+    (1024, (32, 64, 128, 256)): RESTORATION,
+    (1024, (32, 64, 128)): COLORIZATION,
+    (512, (32, 64, 128)): INPAINTING,
 }
 
 # The line in which torch.load(weights_only=True) names a Python object (a pickle GLOBAL) it
@@ -159,9 +163,11 @@ def recognise(state_dict: StateDict, path: Path) -> Recognised:
         )
     codebook_size = state_dict["quantize.embedding.weight"].shape[0]
     connect_sizes = tuple(sorted({int(key.split(".")[1]) for key in state_dict if key.startswith("fuse_convs_dict.")}))
-    task = TASKS.get((codebook_size, connect_sizes))
+    task = TASK_SIGNATURES.get((codebook_size, connect_sizes))
     if task is None:
-        known = "; ".join(f"{size} codes with CFT at {sizes} ({name})" for (size, sizes), name in TASKS.items())
+        known = "; ".join(
+            f"{size} codes with CFT at {sizes} ({name})" for (size, sizes), name in TASK_SIGNATURES.items()
+        )
         raise UnsupportedModelError(
             f"{path} is a CodeFormer with {codebook_size} codes and CFT at sizes {connect_sizes}, "
             f"which matches no official checkpoint ({known})."

@@ -33,23 +33,30 @@ class ModelDescription:
     sha256: str
 
 
+class LoadedCodeFormer(CodeFormer):
+    """A CodeFormer network built from a weights file, which says what it is."""
+
+    def __init__(self, description: ModelDescription) -> None:
+        super().__init__(description.config)
+        self.description = description
+
+
 CacheKey = tuple[str, int, int, str, torch.dtype]
-_cache: OrderedDict[CacheKey, CodeFormer] = OrderedDict()
+_cache: OrderedDict[CacheKey, LoadedCodeFormer] = OrderedDict()
 
 
 def load_codeformer(
     path: str | Path,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
-) -> CodeFormer:
+) -> LoadedCodeFormer:
     """Load CodeFormer weights (official ``.pth`` or ``.safetensors``) into an eval-mode network.
 
     The configuration and task come from the weights themselves, never from the file
     name. Pickled files are read with ``weights_only=True``, so no code in them runs.
     Loaded networks are cached by (path, size, mtime, device, dtype): a second call is
     free and a changed file is reloaded. Callers share a cached network; one that was moved
-    or cast since is rebuilt rather than handed out. The result carries ``.description``
-    (a :class:`ModelDescription`).
+    or cast since is rebuilt rather than handed out.
 
     Args:
         path: the weights file.
@@ -76,19 +83,18 @@ def load_codeformer(
     return model
 
 
-def build_codeformer(path: Path) -> CodeFormer:
+def build_codeformer(path: Path) -> LoadedCodeFormer:
     """Read, recognise and check a weights file, then build the network on the CPU."""
     state_dict = read_state_dict(path)
     recognised = recognise(state_dict, path)
-    with torch.device("meta"):
-        model = CodeFormer(recognised.config)
-    check_keys(model.state_dict(), state_dict, path)
-    model.load_state_dict(state_dict, strict=True, assign=True)
-    model.requires_grad_(False).eval()
-    model.description = ModelDescription(
+    description = ModelDescription(
         task=recognised.task, config=recognised.config, source=path, sha256=file_sha256(path)
     )
-    return model
+    with torch.device("meta"):
+        model = LoadedCodeFormer(description)
+    check_keys(model.state_dict(), state_dict, path)
+    model.load_state_dict(state_dict, strict=True, assign=True)
+    return model.requires_grad_(False).eval()
 
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
@@ -109,6 +115,20 @@ def choose_dtype(precision: str, device: torch.device) -> torch.dtype:
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32
+
+
+def has_native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 in hardware: a CUDA GPU with bf16, or a CPU with AVX512-BF16 or AMX.
+
+    Elsewhere torch emulates bfloat16 on the CPU, far slower than float32 (a full CodeFormer
+    forward takes over ten minutes with AVX2 alone).
+    """
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type != "cpu":
+        return False
+    checks = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return any(check() for check in checks if check is not None)
 
 
 def clear_model_cache() -> None:

@@ -12,7 +12,7 @@ import torch
 
 from ..models import PRECISIONS
 from ..pipeline import FaceInfo, FidelityRamp, RestoreOptions, paste_faces, restore_faces, sweep_fidelity
-from ..pipeline.detection import DEFAULT_DETECTION_SIZE, DETECTORS
+from ..pipeline.detection import DEFAULT_CONFIDENCE, DEFAULT_DETECTION_SIZE, DEFAULT_DETECTOR, DETECTORS
 from ..pipeline.geometry import FACE_SIZE
 from ..pipeline.options import FACE_SELECTIONS, MAX_UPSCALE
 from . import host
@@ -126,10 +126,10 @@ class CodeFormerRestoreFaces:
                 "image": ("IMAGE",),
                 "codeformer_model": ("CODEFORMER_MODEL",),
                 "w": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01}),
-                "detector": (list(DETECTORS), {"default": DETECTORS[0]}),
+                "detector": (list(DETECTORS), {"default": DEFAULT_DETECTOR}),
                 "detection_size": ("INT", {"default": DEFAULT_DETECTION_SIZE, "min": 0, "max": 4096, "step": 16,
                                            "tooltip": "short side the detector sees; 0 for the original size"}),
-                "confidence": ("FLOAT", {"default": 0.97, "min": 0.0, "max": 1.0, "step": 0.01}),
+                "confidence": ("FLOAT", {"default": DEFAULT_CONFIDENCE, "min": 0.0, "max": 1.0, "step": 0.01}),
                 "face_selection": (list(FACE_SELECTION_CHOICES), {"default": "all"}),
                 "face_indices": ("STRING", {"default": "", "tooltip": "with 'indices': e.g. 0,2 (left to right)"}),
                 "min_face_size": ("INT", {"default": 0, "min": 0, "max": 8192}),
@@ -186,6 +186,7 @@ class CodeFormerRestoreFaces:
             parse_mask=parse_mask,
             chunk_size=chunk_size,
             return_crops=True,
+            weights_dir=host.helper_weights_folder(),
         )
         network = codeformer_model.network_on_device()
         on_chunk = host.progress_callback()

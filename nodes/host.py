@@ -17,6 +17,8 @@ from ..models import ModelDescription, build_codeformer, choose_dtype
 from ..models.checkpoint import WEIGHT_SUFFIXES
 
 MODEL_FOLDER = "facerestore_models"
+# Where ComfyUI packs (facerestore_cf, ReActor) keep the face detector and parser weights.
+HELPER_FOLDER = "facedetection"
 LOG = logging.getLogger("codeformer_nodes")
 
 
@@ -104,6 +106,13 @@ def model_folders() -> list[str]:
 
     register_model_folder()
     return folder_paths.get_folder_paths(MODEL_FOLDER)
+
+
+def helper_weights_folder() -> Path:
+    """ComfyUI's ``models/facedetection``: the detector and parser weights are looked for (and fetched) there."""
+    import folder_paths
+
+    return Path(folder_paths.models_dir) / HELPER_FOLDER
 
 
 def resolve_model_file(name: str) -> Path:

@@ -1,9 +1,14 @@
 """The face pipeline: detect, align, restore in batches, paste back."""
 
+from .detection import Detection, FaceDetector
 from .options import FidelityRamp, RestoreOptions
-from .restore import FaceInfo, RestoreResult, paste_faces, restore_faces, sweep_fidelity
+from .paste import paste_faces
+from .restore import restore_faces, sweep_fidelity
+from .results import FaceInfo, RestoreResult
 
 __all__ = [
+    "Detection",
+    "FaceDetector",
     "FaceInfo",
     "FidelityRamp",
     "RestoreOptions",

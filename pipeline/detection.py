@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -19,6 +20,8 @@ from ..models.auxiliary import DETECTOR_WEIGHTS, check_auxiliary_weights, find_a
 DETECTORS = tuple(DETECTOR_WEIGHTS)
 DEFAULT_DETECTOR = "retinaface_resnet50"
 DEFAULT_DETECTION_SIZE = 640
+# The official flow keeps faces the detector scores above this.
+DEFAULT_CONFIDENCE = 0.97
 # Long side of the detection copy is capped so that a 1:20 panorama never allocates gigabytes.
 MAX_DETECTION_LONG_SIDE = 4096
 NMS_THRESHOLD = 0.4
@@ -50,11 +53,56 @@ class Detection:
         return float(np.hypot(left_x - right_x, left_y - right_y))
 
 
-_detectors: dict[tuple[str, str, str], torch.nn.Module] = {}
+class FaceDetector(Protocol):
+    """What the pipeline asks of a face detector (``RestoreOptions.detector`` may be one)."""
+
+    def detect(self, image: np.ndarray, detection_size: int | None, confidence: float) -> list[Detection]:
+        """Faces of an (H, W, 3) uint8 RGB image in its pixels, in the detector's order (best first)."""
+        ...
+
+
+class RetinaFaceDetector:
+    """facexlib's RetinaFace, safe to share between threads.
+
+    facexlib keeps each call's input scale on the module itself, so two threads detecting
+    at once in images of different sizes would get each other's boxes; a lock serialises
+    calls.
+    """
+
+    def __init__(self, network: torch.nn.Module, name: str) -> None:
+        self.network = network
+        self.name = name
+        self._lock = threading.Lock()
+
+    def detect(self, image: np.ndarray, detection_size: int | None, confidence: float) -> list[Detection]:
+        import cv2
+
+        height, width = image.shape[:2]
+        scale = detection_scale(height, width, detection_size)
+        bgr = np.ascontiguousarray(image[..., ::-1])
+        if scale != 1.0:
+            size = (max(int(width / scale), 1), max(int(height / scale), 1))
+            bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_LANCZOS4)
+        with self._lock, torch.inference_mode():
+            rows = self.network.detect_faces(bgr, confidence, NMS_THRESHOLD)
+        detections = []
+        for row in rows:
+            points = row[5:15] * scale
+            detections.append(
+                Detection(
+                    box=tuple(float(v) for v in row[:4] * scale),
+                    score=float(row[4]),
+                    landmarks=tuple((float(points[i]), float(points[i + 1])) for i in range(0, 10, 2)),
+                )
+            )
+        return detections
+
+
+_detectors: dict[tuple[str, str, str], RetinaFaceDetector] = {}
 _detectors_lock = threading.Lock()
 
 
-def load_detector(name: str, device: torch.device, weights_dir: str | Path | None = None) -> torch.nn.Module:
+def load_detector(name: str, device: torch.device, weights_dir: str | Path | None = None) -> RetinaFaceDetector:
     """A RetinaFace detector, cached per (name, device, weights file): facexlib pins its device when built."""
     if name not in DETECTOR_WEIGHTS:
         raise ValueError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")
@@ -67,7 +115,7 @@ def load_detector(name: str, device: torch.device, weights_dir: str | Path | Non
 
             network = RetinaFace(network_name=name.removeprefix("retinaface_"), half=False, device=device)
             network.load_state_dict(check_auxiliary_weights(weights, path), strict=True)
-            _detectors[key] = network.eval().to(device)
+            _detectors[key] = RetinaFaceDetector(network.eval().to(device), name)
         return _detectors[key]
 
 
@@ -76,34 +124,3 @@ def detection_scale(height: int, width: int, detection_size: int | None) -> floa
     if detection_size is None:
         return 1.0
     return max(min(height, width) / detection_size, max(height, width) / MAX_DETECTION_LONG_SIDE)
-
-
-def detect_faces(
-    image: np.ndarray,
-    detector: torch.nn.Module,
-    detection_size: int | None = DEFAULT_DETECTION_SIZE,
-    confidence: float = 0.97,
-    eye_distance_threshold: float = 5.0,
-) -> list[Detection]:
-    """Detect faces in an (H, W, 3) RGB uint8 image; coordinates are in input pixels."""
-    import cv2
-
-    height, width = image.shape[:2]
-    scale = detection_scale(height, width, detection_size)
-    bgr = np.ascontiguousarray(image[..., ::-1])
-    if scale != 1.0:
-        size = (int(width / scale), int(height / scale))
-        bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_LANCZOS4)
-    with torch.inference_mode():
-        rows = detector.detect_faces(bgr, confidence, NMS_THRESHOLD)
-    detections = []
-    for row in rows:
-        points = row[5:15] * scale
-        detection = Detection(
-            box=tuple(float(v) for v in row[:4] * scale),
-            score=float(row[4]),
-            landmarks=tuple((float(points[i]), float(points[i + 1])) for i in range(0, 10, 2)),
-        )
-        if detection.eye_distance >= eye_distance_threshold:
-            detections.append(detection)
-    return detections

@@ -78,3 +78,13 @@ def is_grey(image: torch.Tensor, rgb: np.ndarray) -> bool:
 def luma(rgb: np.ndarray) -> np.ndarray:
     """(..., 3) -> (..., 1) grey."""
     return (rgb @ LUMA_WEIGHTS)[..., None].astype(np.float32)
+
+
+def normalise(crops: torch.Tensor) -> torch.Tensor:
+    """(N, 512, 512, 3) uint8 crops -> (N, 3, 512, 512) float32 ``(rgb / 255 - 0.5) / 0.5``, as the official flow."""
+    return ((crops.permute(0, 3, 1, 2).double() / 255.0).float() - 0.5) / 0.5
+
+
+def crops_as_float(crops: np.ndarray) -> torch.Tensor:
+    """uint8 crops as the float IMAGE layout callers get."""
+    return torch.from_numpy(crops.astype(np.float32) / 255.0)

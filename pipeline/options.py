@@ -8,10 +8,10 @@ from pathlib import Path
 
 import torch
 
-from .detection import DEFAULT_DETECTION_SIZE, DEFAULT_DETECTOR, DETECTORS
+from ..models.checkpoint import TASKS
+from .detection import DEFAULT_CONFIDENCE, DEFAULT_DETECTION_SIZE, DEFAULT_DETECTOR, DETECTORS, FaceDetector
 
 FACE_SELECTIONS = ("all", "largest", "center")
-TASKS = ("restoration", "colorization", "inpainting")
 MAX_UPSCALE = 4
 # Largest output the pipeline will allocate, in pixels per image (about 3 GiB as float32 RGB).
 MAX_OUTPUT_PIXELS = 1 << 28
@@ -58,7 +58,7 @@ class RestoreOptions:
         fidelity: w in [0, 1], or a :class:`FidelityRamp` over face sizes.
         adain: match code statistics to the input (official default on).
         visibility: blend of the restored face over the original, 0-1.
-        detector: facexlib RetinaFace model name.
+        detector: facexlib RetinaFace model name, or a :class:`FaceDetector` to use as it is.
         detection_size: short side of the copy the detector sees; None for the original size.
         confidence: minimum detector score.
         eye_distance_threshold: faces whose eyes are closer (pixels) are dropped (side views).
@@ -83,9 +83,9 @@ class RestoreOptions:
     fidelity: float | FidelityRamp = 0.5
     adain: bool = True
     visibility: float = 1.0
-    detector: str = DEFAULT_DETECTOR
+    detector: str | FaceDetector = DEFAULT_DETECTOR
     detection_size: int | None = DEFAULT_DETECTION_SIZE
-    confidence: float = 0.97
+    confidence: float = DEFAULT_CONFIDENCE
     eye_distance_threshold: float = 5.0
     face_selection: str | Sequence[int] = "all"
     min_face_size: float = 0.0
@@ -107,7 +107,7 @@ class RestoreOptions:
         _check_unit("confidence", self.confidence)
         if self.task is not None and self.task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)} or None (the checkpoint's); got {self.task!r}")
-        if self.detector not in DETECTORS:
+        if isinstance(self.detector, str) and self.detector not in DETECTORS:
             raise ValueError(f"unknown detector {self.detector!r}; choose one of {', '.join(DETECTORS)}")
         if self.detection_size is not None and self.detection_size < 16:
             raise ValueError(f"detection_size must be at least 16 pixels (or None); got {self.detection_size}")

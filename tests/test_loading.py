@@ -15,8 +15,8 @@ from codeformer_nodes import (
     WeightsFileError,
     load_codeformer,
 )
+from codeformer_nodes.cli.convert import main as convert_main
 from codeformer_nodes.models import clear_model_cache, read_state_dict
-from codeformer_nodes.models.convert import main as convert_main
 
 
 @pytest.fixture

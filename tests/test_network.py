@@ -6,18 +6,34 @@ outputs and 1e-4 on logits and lq_feat; float64 within 1e-5.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from codeformer_nodes import CodeFormer, CodeFormerConfig
+from codeformer_nodes.models.loader import has_native_bfloat16
 
 OUT_ATOL = 5e-4
 FEATURE_ATOL = 1e-4
 FLOAT64_ATOL = 1e-5
+# Whole-network bfloat16 against the reference: share of codes kept, and PSNR (dB) of the uint8 face.
+BF16_SAME_CODES = 0.85
+BF16_FACE_PSNR = 20.0
 
 
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a.double() - b.double()).abs().max().item()
+
+
+def face_psnr(out: torch.Tensor, reference: torch.Tensor) -> float:
+    """PSNR of two network outputs as the uint8 faces the pipeline makes of them."""
+
+    def as_uint8(t: torch.Tensor) -> torch.Tensor:
+        return ((t.double().clamp(-1, 1) + 1) * 127.5).round()
+
+    mse = ((as_uint8(out) - as_uint8(reference)) ** 2).mean().item()
+    return 10 * math.log10(255**2 / mse) if mse else math.inf
 
 
 @pytest.mark.parametrize("adain", [False, True])
@@ -66,10 +82,10 @@ def test_float64_matches_reference_closely(model, vectors):
 
 
 def test_fidelity_zero_skips_fusion_per_sample(model, vectors):
-    """w <= 0 must leave a face exactly as if CFT did not exist, even beside a w > 0 face."""
+    """w = 0 must leave a face exactly as if CFT did not exist, even beside a w > 0 face."""
     x = vectors["input"].expand(2, -1, -1, -1)
     with torch.inference_mode():
-        mixed = model(x, w=torch.tensor([-0.5, 0.7]))[0]
+        mixed = model(x, w=torch.tensor([0.0, 0.7]))[0]
         skipped = model(x, w=0)[0]
     assert torch.equal(mixed[0], skipped[0])
     assert max_diff(mixed[1], skipped[1]) > 1e-2
@@ -83,6 +99,18 @@ def test_unknown_argument_is_an_error(model, vectors):
 def test_fidelity_tensor_must_have_one_value_per_face(model, vectors):
     with pytest.raises(ValueError, match="one per face"):
         model(vectors["input"], w=torch.tensor([0.5, 0.5]))
+
+
+@pytest.mark.parametrize("w", [-0.5, 1.5, float("nan"), torch.tensor([0.5, 2.0])])
+def test_fidelity_outside_unit_range_is_refused_before_any_work(w):
+    network = CodeFormer(small_config())  # uninitialised: the check must come before the encoder
+    with pytest.raises(ValueError, match=r"w must lie in \[0, 1\]"):
+        network(torch.zeros(2, 3, 512, 512), w=w)
+
+
+def test_only_aligned_512_faces_are_accepted():
+    with pytest.raises(ValueError, match="Align faces"):
+        CodeFormer(small_config())(torch.zeros(1, 3, 256, 256))
 
 
 def small_config() -> CodeFormerConfig:
@@ -102,7 +130,13 @@ def test_fused_attention_equals_explicit_softmax():
     assert max_diff(fused, explicit) <= 1e-5
 
 
+@pytest.mark.skipif(
+    not has_native_bfloat16(torch.device("cpu")),
+    reason="this CPU has no native bfloat16 (AVX512-BF16 or AMX): torch emulates it, and a full-size forward "
+    "takes over ten minutes",
+)
 def test_bfloat16_runs_and_stays_close(model, vectors):
+    """Whole-network bfloat16 is a different restoration (it flips codes), but a close one."""
     network = CodeFormer(model.config).eval()
     network.load_state_dict(model.state_dict())
     network.to(torch.bfloat16)
@@ -110,6 +144,9 @@ def test_bfloat16_runs_and_stays_close(model, vectors):
         out, logits, _ = network(vectors["input"].bfloat16(), w=0.5, adain=True)
     assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
     assert out.shape == (1, 3, 512, 512) and logits.shape == (1, 256, 1024)
+    same_codes = (logits.float().argmax(dim=2) == vectors["code_indices"]).float().mean().item()
+    assert same_codes >= BF16_SAME_CODES
+    assert face_psnr(out.float(), vectors["out_w0.5_adain1"]) >= BF16_FACE_PSNR
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="float16 is for CUDA (CPU half convolutions are too slow)")

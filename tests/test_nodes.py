@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -152,15 +153,16 @@ def test_detector_change_takes_effect(comfy, stand_in_model, tmp_path, monkeypat
     torch.manual_seed(0)
     torch.save(RetinaFace(network_name="resnet50", device="cpu").state_dict(),
                tmp_path / "models" / "facedetection" / "detection_Resnet50_Final.pth")  # fmt: skip
-    from codeformer_nodes.pipeline import detection, restore
+    from codeformer_nodes.pipeline import detection
 
-    used = []
-    monkeypatch.setattr(restore, "load_detector", lambda *a, **k: used.append(detection.load_detector(*a, **k)))
-    monkeypatch.setattr(restore, "detect_faces", lambda *a, **k: [])
-    for detector in (DETECTOR, "retinaface_resnet50", DETECTOR):
-        CodeFormerRestoreFaces().restore(torch.rand(1, 64, 64, 3), stand_in_model, **restore_inputs(detector=detector))
-    assert [network.backbone for network in used] == ["mobilenet0.25", "Resnet50", "mobilenet0.25"]
-    assert used[0] is used[2], "each detector is built once and reused"
+    before = set(detection._detectors)
+    for name in (DETECTOR, "retinaface_resnet50", DETECTOR):
+        CodeFormerRestoreFaces().restore(
+            torch.rand(1, 64, 64, 3), stand_in_model, **restore_inputs(detector=name, confidence=1.0)
+        )
+    built = [key for key in detection._detectors if key not in before]  # keys: (name, device, weights file)
+    assert sorted(name for name, _, _ in built) == [DETECTOR, "retinaface_resnet50"], "each built once, then reused"
+    assert {Path(path).parent for _, _, path in built} == {(tmp_path / "models" / "facedetection").resolve()}
 
 
 def test_older_comfy_is_reported_in_one_line(comfy, monkeypatch):

@@ -13,7 +13,8 @@ import torch
 from codeformer_nodes import FidelityRamp, RestoreOptions, restore_faces
 from codeformer_nodes.models import WeightsFileError
 from codeformer_nodes.models.auxiliary import DETECTOR_WEIGHTS, AuxiliaryWeights, find_auxiliary_weights
-from codeformer_nodes.pipeline.restore import inpaint_crop_masks
+from codeformer_nodes.pipeline.detection import load_detector
+from codeformer_nodes.pipeline.tasks import inpaint_crop_masks
 
 from .conftest import TESTDATA
 
@@ -96,11 +97,11 @@ def test_all_faces_go_through_in_chunks_with_per_face_fidelity(photo, weights_di
 
 
 def test_selection_and_size_filters(photo, weights_dir):
-    from codeformer_nodes.pipeline.detection import detect_faces, load_detector
+    from codeformer_nodes.pipeline.faces import select_faces
     from codeformer_nodes.pipeline.images import to_uint8_rgb
-    from codeformer_nodes.pipeline.restore import select_faces
 
-    detections = detect_faces(to_uint8_rgb(photo), load_detector(DETECTOR, torch.device("cpu"), weights_dir))
+    detector = load_detector(DETECTOR, torch.device("cpu"), weights_dir)
+    detections = detector.detect(to_uint8_rgb(photo), 640, 0.97)
     height, width = photo.shape[:2]
 
     def select(**changes):
@@ -149,14 +150,14 @@ def test_upscale_and_pixel_budget(photo, weights_dir):
         run(torch.zeros(1, 1, 1, 3).expand(1, 20000, 20000, 3), weights_dir, upscale=4)
 
 
-def test_has_aligned_restores_without_detection(weights_dir):
+def test_has_aligned_restores_without_detection():
     faces = torch.rand(2, 512, 512, 3)
     network = RecordingNetwork()
-    result = run(faces, weights_dir, network, has_aligned=True, return_crops=True)
+    result = run(faces, None, network, has_aligned=True, return_crops=True)
     assert network.calls[0][0] == 2
     assert result.images[0].shape == (512, 512, 3)
     with pytest.raises(ValueError, match="512x512"):
-        run(torch.rand(1, 300, 300, 3), weights_dir, has_aligned=True)
+        run(torch.rand(1, 300, 300, 3), None, has_aligned=True)
 
 
 def test_crops_are_returned_on_request(photo, weights_dir):
@@ -199,12 +200,12 @@ def test_download_is_checked_before_it_is_kept(tmp_path, monkeypatch, weights_di
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     shutil.copy(weights_dir / good.file_name, mirror / good.file_name)
-    local = AuxiliaryWeights(good.file_name, (mirror / good.file_name).as_uri(), "facedetection", good.required_keys)
+    local = AuxiliaryWeights(good.file_name, (mirror / good.file_name).as_uri(), good.required_keys)
     found = find_auxiliary_weights(local, tmp_path / "dest")
     assert found == tmp_path / "dest" / good.file_name and found.is_file()
 
     (mirror / "bad.pth").write_bytes(b"<html>rate limited</html>")
-    bad = AuxiliaryWeights("bad.pth", (mirror / "bad.pth").as_uri(), "facedetection", good.required_keys)
+    bad = AuxiliaryWeights("bad.pth", (mirror / "bad.pth").as_uri(), good.required_keys)
     with pytest.raises(WeightsFileError):
         find_auxiliary_weights(bad, tmp_path / "dest")
     assert sorted(p.name for p in (tmp_path / "dest").iterdir()) == [good.file_name]
@@ -300,18 +301,26 @@ def test_non_finite_pixels_are_a_clear_error(weights_dir):
         run(images, weights_dir)
 
 
-def test_sweep_gives_one_output_per_value_from_one_detection(photo, weights_dir, monkeypatch):
-    from codeformer_nodes import sweep_fidelity
-    from codeformer_nodes.pipeline import restore as restore_module
+class CountingDetector:
+    """Wraps a real detector and counts its calls; injected through ``RestoreOptions.detector``."""
 
-    detections = []
-    original = restore_module.detect_faces
-    monkeypatch.setattr(restore_module, "detect_faces", lambda *a, **k: detections.append(1) or original(*a, **k))
+    def __init__(self, inner) -> None:
+        self.inner, self.calls = inner, 0
+
+    def detect(self, image, detection_size, confidence):
+        self.calls += 1
+        return self.inner.detect(image, detection_size, confidence)
+
+
+def test_sweep_gives_one_output_per_value_from_one_detection(photo, weights_dir):
+    from codeformer_nodes import sweep_fidelity
+
+    detector = CountingDetector(load_detector(DETECTOR, torch.device("cpu"), weights_dir))
     network = RecordingNetwork()
     values = [0.0, 0.5, 1.0]
     images = torch.stack([photo, photo.flip(1)])
-    result = sweep_fidelity(images, network, values, RestoreOptions(detector=DETECTOR, weights_dir=weights_dir))
-    assert len(detections) == 2 and len(result.images) == 6
+    result = sweep_fidelity(images, network, values, RestoreOptions(detector=detector))
+    assert detector.calls == 2 and len(result.images) == 6
     assert [ws[0] for _, ws in network.calls] == values
     assert [face.fidelity for face in result.faces if face.image_index == 1] == [0.5] * 4
     assert {face.image_index for face in result.faces} == set(range(6))
@@ -388,15 +397,15 @@ def test_mask_shapes_are_checked(photo, weights_dir):
         run(torch.stack([photo] * 3), weights_dir, selection_masks=torch.ones(2, *photo.shape[:2]))
 
 
-def test_tasks_on_aligned_faces(weights_dir):
+def test_tasks_on_aligned_faces():
     faces = torch.rand(2, 512, 512, 3)
     faces[1, 100:200, 100:300] = 1.0
     grey = faces[:1].mean(dim=3, keepdim=True)
-    coloured = run(grey, weights_dir, TaskNetwork("colorization"), has_aligned=True).images[0]
+    coloured = run(grey, None, TaskNetwork("colorization"), has_aligned=True).images[0]
     assert coloured.shape == (512, 512, 3) and (coloured[..., 0] - coloured[..., 1]).abs().max() > 0.5
 
     network = TaskNetwork("inpainting")
-    filled = run(faces, weights_dir, network, has_aligned=True).images
+    filled = run(faces, None, network, has_aligned=True).images
     assert network.adain == [False] and set(network.calls[0][1]) == {1.0}
     holes = torch.zeros(512, 512, dtype=torch.bool)
     holes[100:200, 100:300] = True

@@ -47,7 +47,7 @@ def test_inpainting_matches_reference(variant_model, variant_vectors):
 
 
 def test_inpainting_mask_rule_and_blend(variant_vectors):
-    from codeformer_nodes.pipeline.restore import blend_inpainting, white_pixels
+    from codeformer_nodes.pipeline.tasks import blend_inpainting, white_pixels
 
     x = variant_vectors["inpaint_input"]
     mask = white_pixels(x)

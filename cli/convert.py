@@ -15,9 +15,9 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
-from .checkpoint import SAFETENSORS_SUFFIX, read_state_dict, recognise
-from .errors import CodeFormerWeightsError
-from .loader import file_sha256
+from ..models.checkpoint import SAFETENSORS_SUFFIX, read_state_dict, recognise
+from ..models.errors import CodeFormerWeightsError
+from ..models.loader import file_sha256
 
 
 def convert_to_safetensors(source: Path, destination: Path) -> str:

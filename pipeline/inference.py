@@ -1,0 +1,83 @@
+"""Running the network over aligned crops in chunks, one fidelity per face."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from .geometry import FACE_SIZE
+from .images import normalise
+from .options import RestoreOptions
+from .tasks import blend_inpainting, task_adain
+
+# Called after each chunk with (faces done, faces in all); may raise to stop the run.
+ChunkCallback = Callable[[int, int], None]
+
+
+class RestorationNetwork(Protocol):
+    """What the pipeline needs of a network: CodeFormer's call, and parameters that say where it runs."""
+
+    def __call__(self, x: torch.Tensor, *, w: torch.Tensor, adain: bool) -> tuple[torch.Tensor, ...]: ...
+
+    def parameters(self, recurse: bool = True) -> Iterator[torch.nn.Parameter]: ...
+
+
+def run_network(
+    model: RestorationNetwork,
+    crops: np.ndarray,
+    fidelities: list[float],
+    options: RestoreOptions,
+    on_chunk: ChunkCallback | None = None,
+    fill: np.ndarray | None = None,
+) -> torch.Tensor:
+    """Restore (N, 512, 512, 3) uint8 crops in chunks; returns float32 (N, 512, 512, 3) in [0, 1].
+
+    Inpainting (``fill``: (N, 512, 512) bool) keeps every pixel outside its mask exactly.
+
+    Running out of memory (on CUDA, in practice) halves the chunk and tries again, down to
+    one face, then re-raises.
+    """
+    device, dtype = device_of(model), dtype_of(model)
+    adain = task_adain(options.task, options.adain)
+    faces = torch.from_numpy(crops)
+    total = faces.shape[0]
+    outputs: list[torch.Tensor] = []
+    chunk, start = options.chunk_size, 0
+    while start < total:
+        batch = faces[start : start + chunk]
+        x = normalise(batch)
+        holes = None if fill is None else torch.from_numpy(fill[start : start + chunk])[:, None]
+        network_input = x if holes is None else x.masked_fill(holes, 1.0)  # the model was taught white holes
+        w = torch.tensor(fidelities[start : start + chunk])
+        try:
+            with torch.inference_mode():
+                out = model(network_input.to(device, dtype), w=w, adain=adain)[0]
+            if holes is not None:
+                out = blend_inpainting(x.to(out.device), out.float(), holes)
+        except torch.OutOfMemoryError:
+            if chunk == 1:
+                raise
+            chunk //= 2
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            continue
+        outputs.append(((out.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu())
+        start += batch.shape[0]
+        if on_chunk is not None:
+            on_chunk(start, total)
+    if not outputs:
+        return torch.zeros((0, FACE_SIZE, FACE_SIZE, 3))
+    return torch.cat(outputs)
+
+
+def device_of(model: RestorationNetwork) -> torch.device:
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def dtype_of(model: RestorationNetwork) -> torch.dtype:
+    parameter = next(model.parameters(), None)
+    return parameter.dtype if parameter is not None else torch.float32
