@@ -2,8 +2,9 @@
 
 The geometry follows facexlib's ``FaceRestoreHelper`` (the official CodeFormer flow):
 5-point similarity fit with LMedS, a constant grey border, and a paste mask that is
-eroded and blurred in proportion to the face's area. Paste work is confined to the face's
-own region, so pixels outside it are never touched.
+eroded and blurred in proportion to the face's area. Crops come from OpenCV on the CPU,
+bit for bit as the official flow cuts them; the way back is torch, on whichever device the
+network runs, and confined to the face's own region, so pixels outside it are never touched.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 FACE_SIZE = 512
 # Five landmarks (eyes, nose, mouth corners) of an FFHQ-aligned 512x512 face.
@@ -84,37 +87,82 @@ def paste_region(inverse: np.ndarray, height: int, width: int) -> Region:
     return Region(max(top, 0), min(bottom, height), max(left, 0), min(right, width))
 
 
-def square_paste_mask(inverse: np.ndarray, region: Region, upscale: int) -> tuple[np.ndarray, np.ndarray]:
-    """(coverage, soft mask) of the face square within ``region``.
+def source_positions(inverse: np.ndarray, region: Region, device: torch.device) -> torch.Tensor:
+    """(h, w, 2) float32 crop positions (x, y) of the output pixels of ``region``.
+
+    ``inverse`` maps crop pixels to output pixels (pixel centres at integers, as in OpenCV).
+    The transform is shifted to the region in float64 first, so positions stay exact to
+    about 1e-4 pixel in float32 (which every device has).
+    """
+    import cv2
+
+    local = inverse.copy()
+    local[:, 2] -= (region.left, region.top)
+    to_crop = torch.from_numpy(cv2.invertAffineTransform(local)).float().to(device)
+    rows = torch.arange(region.bottom - region.top, dtype=torch.float32, device=device)
+    cols = torch.arange(region.right - region.left, dtype=torch.float32, device=device)
+    y, x = torch.meshgrid(rows, cols, indexing="ij")
+    return x[..., None] * to_crop[:, 0] + y[..., None] * to_crop[:, 1] + to_crop[:, 2]
+
+
+def warp_from_crop(crop: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """Bilinear samples of a (C, 512, 512) crop at ``source`` positions, zero outside the crop.
+
+    As ``cv2.warpAffine`` (linear, constant zero border) does, except that OpenCV rounds
+    positions to 1/32 pixel and this does not.
+    """
+    grid = (source * (2.0 / (FACE_SIZE - 1)) - 1.0).to(crop.dtype)
+    return F.grid_sample(crop[None], grid[None], mode="bilinear", padding_mode="zeros", align_corners=True)[0]
+
+
+def square_paste_mask(source: torch.Tensor, upscale: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(coverage, soft mask) of the face square at ``source`` positions, as (h, w) tensors.
 
     Coverage is the warped square eroded by a pixel or two (its interpolated rim would
     darken the face); the soft mask is the coverage eroded further and Gaussian-blurred
     by an edge proportional to the face size.
     """
-    import cv2
-
-    local = _shift(inverse, region)
-    size = (region.right - region.left, region.bottom - region.top)
-    warped = cv2.warpAffine(np.ones((FACE_SIZE, FACE_SIZE), np.float32), local, size)
-    rim = int(2 * upscale)
-    coverage = cv2.erode(warped, np.ones((rim, rim), np.uint8))
-    edge = int(float(coverage.sum()) ** 0.5) // EDGE_FRACTION
-    centre = cv2.erode(coverage, np.ones((2 * edge, 2 * edge), np.uint8))
-    soft = cv2.GaussianBlur(centre, (2 * edge + 1, 2 * edge + 1), 0)
+    coverage = erode(crop_coverage(source), int(2 * upscale))
+    edge = int(float(coverage.double().sum()) ** 0.5) // EDGE_FRACTION
+    soft = gaussian_blur(erode(coverage, 2 * edge), 2 * edge + 1)
     return coverage, soft
 
 
-def warp_to_region(face: np.ndarray, inverse: np.ndarray, region: Region, flags: int | None = None) -> np.ndarray:
-    """Warp a 512x512 crop (float32) back into ``region`` of the output."""
+def crop_coverage(source: torch.Tensor) -> torch.Tensor:
+    """(h, w) share of each bilinear sample at ``source`` that falls inside the crop: the warp of a
+    512x512 image of ones, computed without sampling it."""
+    outside = torch.maximum(-source, source - (FACE_SIZE - 1)).clamp(min=0.0)
+    return (1.0 - outside).clamp(min=0.0).prod(dim=-1)
+
+
+def erode(mask: torch.Tensor, size: int) -> torch.Tensor:
+    """``cv2.erode`` of an (h, w) mask with a size x size square (anchor at its centre; borders never
+    erode). Size 0 means 3, as in OpenCV, where an empty kernel is a 3x3 square."""
+    size = size or 3
+    before, after = size // 2, size - 1 - size // 2
+    padded = F.pad(mask[None, None], (before, after, before, after), value=float("inf"))
+    return -F.max_pool2d(-padded, size, stride=1)[0, 0]
+
+
+def gaussian_blur(mask: torch.Tensor, size: int, sigma: float = 0.0) -> torch.Tensor:
+    """``cv2.GaussianBlur(mask, (size, size), sigma)``: OpenCV's kernel, borders reflected (BORDER_REFLECT_101)."""
     import cv2
 
-    size = (region.right - region.left, region.bottom - region.top)
-    if flags is None:
-        return cv2.warpAffine(face, _shift(inverse, region), size)
-    return cv2.warpAffine(face, _shift(inverse, region), size, flags=flags)
+    if size == 1:
+        return mask
+    kernel = torch.from_numpy(cv2.getGaussianKernel(size, sigma, cv2.CV_32F).ravel()).to(mask.device, mask.dtype)
+    half = size // 2
+    rows = mask.index_select(0, _reflect_101(mask.shape[0], half, mask.device))
+    image = F.conv2d(rows[None, None], kernel.reshape(1, 1, -1, 1))[0, 0]
+    columns = image.index_select(1, _reflect_101(image.shape[1], half, mask.device))
+    return F.conv2d(columns[None, None], kernel.reshape(1, 1, 1, -1))[0, 0]
 
 
-def _shift(inverse: np.ndarray, region: Region) -> np.ndarray:
-    local = inverse.copy()
-    local[:, 2] -= (region.left, region.top)
-    return local
+def _reflect_101(length: int, half: int, device: torch.device) -> torch.Tensor:
+    """Indices of ``half`` reflected positions on each side (``cba|abcd|dcb``), repeating for short axes."""
+    positions = torch.arange(-half, length + half, device=device).abs()
+    if length == 1:
+        return torch.zeros_like(positions)
+    period = 2 * (length - 1)
+    positions = positions % period
+    return torch.where(positions >= length, period - positions, positions)

@@ -75,9 +75,10 @@ def is_grey(image: torch.Tensor, rgb: np.ndarray) -> bool:
     return bool(spread <= GREY_TOLERANCE_LEVELS)
 
 
-def luma(rgb: np.ndarray) -> np.ndarray:
-    """(..., 3) -> (..., 1) grey."""
-    return (rgb @ LUMA_WEIGHTS)[..., None].astype(np.float32)
+def luma(rgb: torch.Tensor) -> torch.Tensor:
+    """(..., 3) float -> (..., 1) grey."""
+    weights = torch.from_numpy(LUMA_WEIGHTS).to(rgb.device, rgb.dtype)
+    return (rgb @ weights)[..., None]
 
 
 def normalise(crops: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,8 @@ def run_network(
     on_chunk: ChunkCallback | None = None,
     fill: np.ndarray | None = None,
 ) -> torch.Tensor:
-    """Restore (N, 512, 512, 3) uint8 crops in chunks; returns float32 (N, 512, 512, 3) in [0, 1].
+    """Restore (N, 512, 512, 3) uint8 crops in chunks; returns float32 (N, 512, 512, 3) in [0, 1] on the
+    network's device.
 
     Inpainting (``fill``: (N, 512, 512) bool) keeps every pixel outside its mask exactly.
 
@@ -64,12 +65,12 @@ def run_network(
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             continue
-        outputs.append(((out.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu())
+        outputs.append(((out.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1))
         start += batch.shape[0]
         if on_chunk is not None:
             on_chunk(start, total)
     if not outputs:
-        return torch.zeros((0, FACE_SIZE, FACE_SIZE, 3))
+        return torch.zeros((0, FACE_SIZE, FACE_SIZE, 3), device=device)
     return torch.cat(outputs)
 
 

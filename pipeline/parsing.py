@@ -7,17 +7,16 @@ blurred wide so the seam disappears, and its rim is cleared so crop borders neve
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..models.auxiliary import PARSENET_WEIGHTS, check_auxiliary_weights, find_auxiliary_weights
-from .geometry import FACE_SIZE, Region, warp_to_region
-from .options import RestoreOptions
+from .geometry import FACE_SIZE, gaussian_blur, warp_from_crop
 
 # ParseNet classes that are not face: background, neck, cloth, hair, hat.
 NON_FACE_CLASSES = (0, 14, 16, 17, 18)
-BLUR_KERNEL = (101, 101)
+BLUR_SIZE = 101
 BLUR_SIGMA = 11
 CLEARED_RIM_PIXELS = 10
 
@@ -25,7 +24,7 @@ _parsers: dict[str, torch.nn.Module] = {}
 _parsers_lock = threading.Lock()
 
 
-def load_parser(device: torch.device, weights_dir: object = None) -> torch.nn.Module:
+def load_parser(device: torch.device, weights_dir: str | Path | None = None) -> torch.nn.Module:
     path = find_auxiliary_weights(PARSENET_WEIGHTS, weights_dir)
     key = f"{device}|{path.resolve()}"
     with _parsers_lock:
@@ -38,17 +37,16 @@ def load_parser(device: torch.device, weights_dir: object = None) -> torch.nn.Mo
         return _parsers[key]
 
 
-def parse_paste_mask(crop: np.ndarray, inverse: np.ndarray, region: Region, options: RestoreOptions) -> np.ndarray:
-    """Soft mask of the face pixels of a restored (512, 512, 3) float crop, warped into ``region``."""
-    import cv2
-
-    parser = load_parser(torch.device("cpu"), options.weights_dir)
-    x = (torch.from_numpy(crop).permute(2, 0, 1)[None] - 0.5) / 0.5
+def parse_paste_mask(crop: torch.Tensor, source: torch.Tensor, weights_dir: str | Path | None) -> torch.Tensor:
+    """Soft mask of the face pixels of a restored (512, 512, 3) float crop, sampled at ``source`` positions."""
+    parser = load_parser(crop.device, weights_dir)
+    x = (crop.permute(2, 0, 1)[None] - 0.5) / 0.5
     with torch.inference_mode():
-        labels = parser(x)[0].argmax(dim=1)[0].numpy()
-    mask = np.where(np.isin(labels, NON_FACE_CLASSES), 0.0, 1.0)
+        labels = parser(x)[0].argmax(dim=1)[0]
+    non_face = torch.tensor(NON_FACE_CLASSES, device=labels.device)
+    mask = (~torch.isin(labels, non_face)).float()
     for _ in range(2):
-        mask = cv2.GaussianBlur(mask, BLUR_KERNEL, BLUR_SIGMA)
+        mask = gaussian_blur(mask, BLUR_SIZE, BLUR_SIGMA)
     rim = CLEARED_RIM_PIXELS
     mask[:rim, :] = mask[-rim:, :] = mask[:, :rim] = mask[:, -rim:] = 0
-    return warp_to_region(mask.astype(np.float32), inverse, region, flags=cv2.INTER_AREA)
+    return warp_from_crop(mask[None], source)[0]

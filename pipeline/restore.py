@@ -70,7 +70,7 @@ def restore_faces(
     result = paste_faces(pictures, faces, restored, options)
     if options.return_crops:
         result.crops = crops_as_float(crops)
-        result.restored_crops = restored
+        result.restored_crops = restored.cpu()
     return result
 
 
@@ -106,7 +106,7 @@ def sweep_fidelity(
             run = paste_faces(pictures, swept, restored, options)
             if options.return_crops:
                 run.crops = crops_as_float(crops)
-                run.restored_crops = restored
+                run.restored_crops = restored.cpu()
             runs.append(run)
     return _interleave(runs, len(pictures), crops_per_image=options.has_aligned)
 
@@ -176,18 +176,17 @@ def _restore_aligned(
     if options.task == INPAINTING:
         masks = options.inpaint_masks
         fill = white_crop_pixels(crops) if masks is None else aligned_inpaint_masks(masks, len(pictures))
-    restored = run_network(model, crops, fidelities, options, on_chunk, fill)
+    restored = run_network(model, crops, fidelities, options, on_chunk, fill).cpu()
     if fill is not None:  # outside the holes, the caller's own (unquantized) pixels
         originals = torch.stack([with_colour(picture)[..., :3] for picture in pictures])
         restored = torch.where(torch.from_numpy(fill)[..., None], restored, originals)
     images = []
-    for picture, crop, face in zip(pictures, crops, restored, strict=True):
-        out = face.numpy()
+    for picture, crop, out in zip(pictures, crops, restored, strict=True):
         if options.task != COLORIZATION and is_grey(picture, crop):
-            out = luma(out) if picture.shape[2] == 1 else np.repeat(luma(out), 3, axis=2)
+            out = luma(out).expand(-1, -1, min(picture.shape[2], 3))
         if picture.shape[2] == 4:
-            out = np.concatenate([out, picture[..., 3:].numpy()], axis=2)
-        images.append(torch.from_numpy(np.ascontiguousarray(out)))
+            out = torch.cat([out, picture[..., 3:]], dim=2)
+        images.append(out.contiguous())
     masks = [torch.ones(FACE_SIZE, FACE_SIZE) for _ in pictures]
     result = RestoreResult(images=images, masks=masks, faces=[], faces_per_image=[1] * len(pictures))
     if options.return_crops:
