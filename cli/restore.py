@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from ..models import PRECISIONS, TASKS, CodeFormerWeightsError, choose_dtype, load_codeformer
+from ..models import PRECISION_HELP, PRECISIONS, TASKS, CodeFormerWeightsError, load_codeformer
 from ..pipeline import FidelityRamp, RestoreOptions, restore_faces
 from ..pipeline.detection import DEFAULT_CONFIDENCE, DEFAULT_DETECTION_SIZE, DEFAULT_DETECTOR, DETECTORS
 from ..pipeline.options import FACE_SELECTIONS, MAX_UPSCALE
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--parse-mask", action="store_true", help="paste through a ParseNet face mask")
     parser.add_argument("--chunk-size", type=int, default=8, help="faces per network forward")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     parser.add_argument("--format", choices=sorted(FORMATS), help="output format (default: the input's)")
     parser.add_argument("--jpeg-quality", type=int, default=95)
     parser.add_argument("--jpeg-subsampling", choices=("4:4:4", "4:2:2", "4:2:0"), default="4:2:0")
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give INPUT..., -o OUTDIR and --model (or --export-workflow FILE)")
     try:
         device = torch.device(args.device)
-        model = load_codeformer(args.model, device=device, dtype=choose_dtype(args.precision, device))
+        model = load_codeformer(args.model, device=device, precision=args.precision)
         resolve_task(model, options)
     except (CodeFormerWeightsError, ValueError, RuntimeError, AssertionError) as error:  # bad or absent device
         print(f"codeformer-restore: {error}", file=sys.stderr)

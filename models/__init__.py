@@ -2,21 +2,17 @@
 
 from .checkpoint import TASKS, WEIGHT_SUFFIXES, read_state_dict, recognise
 from .errors import CodeFormerWeightsError, StateDictMismatchError, UnsupportedModelError, WeightsFileError
-from .loader import (
-    PRECISIONS,
-    LoadedCodeFormer,
-    ModelDescription,
-    build_codeformer,
-    choose_dtype,
-    clear_model_cache,
-    load_codeformer,
-)
+from .loader import LoadedCodeFormer, ModelDescription, build_codeformer, clear_model_cache, load_codeformer
+from .precision import PRECISION_HELP, PRECISIONS, Precision, choose_precision, has_native_bfloat16
 
 __all__ = [
     "PRECISIONS",
     "TASKS",
     "LoadedCodeFormer",
-    "choose_dtype",
+    "PRECISION_HELP",
+    "Precision",
+    "choose_precision",
+    "has_native_bfloat16",
     "WEIGHT_SUFFIXES",
     "CodeFormerWeightsError",
     "ModelDescription",

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..models import PRECISIONS
+from ..models import PRECISION_HELP, PRECISIONS
 from ..pipeline import FaceInfo, FidelityRamp, RestoreOptions, paste_faces, restore_faces, sweep_fidelity
 from ..pipeline.detection import DEFAULT_CONFIDENCE, DEFAULT_DETECTION_SIZE, DEFAULT_DETECTOR, DETECTORS
 from ..pipeline.geometry import FACE_SIZE
@@ -51,11 +51,12 @@ class CodeFormerModelLoader:
     @classmethod
     def INPUT_TYPES(cls) -> dict:
         files = host.model_files() or [NO_MODEL_FILES]
-        return {"required": {"model_name": (files,), "precision": (list(PRECISIONS), {"default": "auto"})}}
+        precision = (list(PRECISIONS), {"default": "auto", "tooltip": PRECISION_HELP})
+        return {"required": {"model_name": (files,), "precision": precision}}
 
     def load(self, model_name: str, precision: str) -> tuple[host.CodeFormerModel, str]:
         model = host.load_managed_model(host.resolve_model_file(model_name), precision)
-        host.LOG.info("CodeFormer %s loaded from %s as %s", model.description.task, model_name, model.dtype)
+        host.LOG.info("CodeFormer %s loaded from %s in %s", model.description.task, model_name, model.precision)
         return (model, model.description.task)
 
 

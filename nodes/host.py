@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from ..models import ModelDescription, build_codeformer, choose_dtype
+from ..models import ModelDescription, Precision, build_codeformer, choose_precision
 from ..models.checkpoint import WEIGHT_SUFFIXES
 
 MODEL_FOLDER = "facerestore_models"
@@ -28,7 +28,7 @@ class CodeFormerModel:
 
     patcher: object  # comfy.model_patcher.ModelPatcher
     description: ModelDescription
-    dtype: torch.dtype
+    precision: Precision
 
     def network_on_device(self) -> torch.nn.Module:
         """Load the network onto ComfyUI's device (offloading others if needed) and return it."""
@@ -133,12 +133,12 @@ def load_managed_model(path: Path, precision: str) -> CodeFormerModel:
     import comfy.model_patcher
 
     device = model_management.get_torch_device()
-    dtype = choose_dtype(precision, device)
-    network = build_codeformer(path).to(dtype)
+    chosen = choose_precision(precision, device)
+    network = build_codeformer(path, chosen)
     patcher = comfy.model_patcher.ModelPatcher(
         network, load_device=device, offload_device=model_management.unet_offload_device()
     )
-    return CodeFormerModel(patcher=patcher, description=network.description, dtype=dtype)
+    return CodeFormerModel(patcher=patcher, description=network.description, precision=chosen)
 
 
 def progress_callback(total_hint: int = 1) -> Callable[[int, int], None]:

@@ -16,7 +16,7 @@ from codeformer_nodes import (
     load_codeformer,
 )
 from codeformer_nodes.cli.convert import main as convert_main
-from codeformer_nodes.models import clear_model_cache, read_state_dict
+from codeformer_nodes.models import Precision, clear_model_cache, read_state_dict
 
 
 @pytest.fixture
@@ -182,9 +182,11 @@ def test_cache_reuses_and_reloads_a_changed_file(tmp_path, monkeypatch):
     first_stat = path.stat()
     calls = []
 
-    def counting_build(resolved):
+    def counting_build(resolved, precision):
         calls.append(resolved)
-        return torch.nn.Linear(1, 1)
+        stand_in = torch.nn.Linear(1, 1).to(precision.dtype)
+        stand_in.generator_dtype = precision.generator_dtype
+        return stand_in
 
     monkeypatch.setattr(loader, "build_codeformer", counting_build)
     try:
@@ -193,7 +195,7 @@ def test_cache_reuses_and_reloads_a_changed_file(tmp_path, monkeypatch):
         os.utime(path, ns=(first_stat.st_atime_ns, first_stat.st_mtime_ns + 10**9))
         reloaded = load_codeformer(path)
         assert reloaded is not first
-        assert load_codeformer(path, dtype=torch.float64) is not reloaded
+        assert load_codeformer(path, precision=Precision(torch.float64)) is not reloaded
         assert len(calls) == 3
         for index in range(4):
             load_codeformer(small_checkpoint(tmp_path / f"other{index}.pth"))

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from codeformer_nodes import CodeFormer, CodeFormerConfig
-from codeformer_nodes.models.loader import has_native_bfloat16
+from codeformer_nodes.models import has_native_bfloat16
 
 OUT_ATOL = 5e-4
 FEATURE_ATOL = 1e-4
@@ -157,3 +157,12 @@ def test_float16_on_cuda(model, vectors):
     with torch.inference_mode():
         out = network(vectors["input"].cuda().half(), w=0.5, adain=True)[0]
     assert torch.isfinite(out).all()
+
+
+def test_channels_last_input_gives_the_same_codes_path(model, vectors):
+    """Images usually arrive NHWC; permuted to NCHW they are channels-last, which must not change a digit."""
+    x = vectors["input"]
+    with torch.inference_mode():
+        expected = model(x, code_only=True)
+        permuted = model(x.contiguous(memory_format=torch.channels_last), code_only=True)
+    assert all(torch.equal(a, b) for a, b in zip(expected, permuted, strict=True))

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from codeformer_nodes.models import Precision
 from codeformer_nodes.nodes import host
 from codeformer_nodes.nodes.codeformer import (
     NO_MODEL_FILES,
@@ -64,7 +65,7 @@ def stand_in_model():
     return host.CodeFormerModel(
         patcher=comfy.model_patcher.ModelPatcher(network, torch.device("cpu"), torch.device("cpu")),
         description=None,
-        dtype=torch.float32,
+        precision=Precision(),
     )
 
 
@@ -92,8 +93,8 @@ def test_loader_registers_folder_lists_files_and_loads_by_keys(comfy, tmp_path, 
     (folder / "codeformer-v0.1.0.pth").symlink_to(recipe_checkpoint)
     assert CodeFormerModelLoader.INPUT_TYPES()["required"]["model_name"][0] == ["codeformer-v0.1.0.pth"]
     model, task = CodeFormerModelLoader().load("codeformer-v0.1.0.pth", "auto")
-    assert task == model.description.task == "restoration" and model.dtype == torch.float32
-    with pytest.raises(ValueError, match="fp16 on a CPU"):
+    assert task == model.description.task == "restoration" and model.precision.keeps_codes
+    with pytest.raises(ValueError, match="fp16 is for CUDA"):
         CodeFormerModelLoader().load("codeformer-v0.1.0.pth", "fp16")
 
 
