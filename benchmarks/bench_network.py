@@ -1,17 +1,21 @@
-"""Time, peak memory and numerical drift of the CodeFormer network per dtype and layout.
+"""Time, peak memory and numerical drift of the CodeFormer network per precision mode.
 
 One 512x512 face goes through the network (``w=0.5, adain=True``, under
-``torch.inference_mode()``) in several configurations: ours in float32, float32
-channels-last and bfloat16 (plus float16 and batches of 4 and 16 on a GPU), beside
-spandrel_extra_arches' CodeFormer in float32 as a baseline. Each configuration runs in its
-own process (``--worker NAME``), so the peak memory it reports is its own. The parent builds
-the weights and the input once, hands them over in a temporary directory, and compares
-every output with our float32 output.
+``torch.inference_mode()``) in several configurations: the reference (spandrel_extra_arches'
+build of the official network, float32), ours in float32 (eager and ``torch.compile``d),
+code-exact mixed precision and whole-network bfloat16 where the hardware runs bfloat16
+natively, and on a GPU also float16 modes and batches of 4, 16 and 64. Each configuration
+runs in its own process (``--worker NAME``), so the peak memory it reports is its own. The
+parent builds the weights and the input once, hands them over in a temporary directory,
+and compares every output with ours in float32 (codes, PSNR of the uint8 face) and with
+the float64 reference vectors (max abs difference).
 
 Weights are the numerical reference's recipe when ``../shared/reference`` sits beside the
 project, seeded random weights otherwise. CPU memory is read from Linux's ``/proc``.
 
     .venv/bin/python benchmarks/bench_network.py [--device cpu|cuda] [--repeats 3]
+
+The reference needs the ``test`` extra (spandrel_extra_arches).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from codeformer_nodes import CodeFormer, load_codeformer
+from codeformer_nodes.models import choose_precision, has_native_bfloat16
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 WEIGHTS_FILE = "weights.safetensors"
@@ -43,7 +48,7 @@ INPUT_FILE = "input.safetensors"
 FIDELITY = 0.5
 SEED = 7
 FACE_SHAPE = (1, 3, 512, 512)
-GPU_BATCH_SIZES = (4, 16)
+GPU_BATCH_SIZES = (4, 16, 64)
 MIB = 1 << 20
 SPANDREL_MODULE = "spandrel_extra_arches.architectures.CodeFormer"
 
@@ -53,47 +58,48 @@ class Config:
     """One benchmarked configuration; ``name`` is what ``--worker`` takes."""
 
     name: str
-    network: str  # "ours" or "spandrel"
-    dtype: torch.dtype
-    channels_last: bool = False
+    network: str  # "ours" or "reference" (spandrel_extra_arches' build of the official network)
+    precision: str  # a name of codeformer_nodes.models.PRECISIONS
     batch: int = 1
+    compiled: bool = False
 
 
-REFERENCE_CONFIG = Config("ours-fp32", "ours", torch.float32)
+REFERENCE_CONFIG = Config("reference-fp32", "reference", "fp32")
+OURS_FP32 = Config("ours-fp32", "ours", "fp32")
 
 
-def configurations(device: torch.device, baseline: bool) -> list[Config]:
-    """The configurations to run on ``device``; the first is the one all others are compared with."""
-    configs = [
-        REFERENCE_CONFIG,
-        Config("ours-fp32-cl", "ours", torch.float32, channels_last=True),
-        Config("ours-bf16", "ours", torch.bfloat16),
-    ]
+def configurations(device: torch.device) -> tuple[list[Config], list[str]]:
+    """The configurations to run on ``device``, and a line for each left out (with why)."""
+    configs = [REFERENCE_CONFIG, OURS_FP32, Config("ours-fp32-compiled", "ours", "fp32", compiled=True)]
+    left_out = []
+    if has_native_bfloat16(device):
+        configs += [Config("ours-mixed-bf16", "ours", "mixed-bf16"), Config("ours-bf16", "ours", "bf16")]
+    else:
+        left_out.append(f"mixed-bf16 and bf16: {device} has no native bfloat16 (emulated, minutes per face)")
     if device.type == "cuda":
-        configs.append(Config("ours-fp16", "ours", torch.float16))
+        configs += [Config("ours-mixed-fp16", "ours", "mixed-fp16"), Config("ours-fp16", "ours", "fp16")]
+        fast = "mixed-bf16" if has_native_bfloat16(device) else "mixed-fp16"
         configs += [
-            Config(f"ours-{short}-b{batch}", "ours", dtype, batch=batch)
-            for short, dtype in (("fp32", torch.float32), ("fp16", torch.float16))
+            Config(f"ours-{precision}-b{batch}", "ours", precision, batch=batch)
+            for precision in ("fp32", fast)
             for batch in GPU_BATCH_SIZES
         ]
-    if baseline:
-        configs.append(Config("spandrel-fp32", "spandrel", torch.float32))
-    return configs
+        configs += [Config(f"reference-fp32-b{batch}", "reference", "fp32", batch=batch) for batch in GPU_BATCH_SIZES]
+    return configs, left_out
 
 
 # --- worker: one configuration in its own process ---------------------------------------
 
 
 def load_network(config: Config, weights: Path, device: torch.device) -> nn.Module:
-    """Our network through ``load_codeformer``, or spandrel's, in the config's dtype and layout."""
+    """Our network through ``load_codeformer``, or the reference, in the config's precision."""
     if config.network == "ours":
-        model = load_codeformer(weights, device, config.dtype)
-    else:
-        architecture = importlib.import_module(SPANDREL_MODULE).CodeFormerArch()
-        model = architecture.load(load_file(weights)).model.eval().to(device, config.dtype)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    return model
+        model = load_codeformer(weights, device, config.precision)
+        if config.compiled:
+            model = torch.compile(model, options={"freezing": True})
+        return model
+    architecture = importlib.import_module(SPANDREL_MODULE).CodeFormerArch()
+    return architecture.load(load_file(weights)).model.eval().to(device)
 
 
 def forward(model: nn.Module, config: Config, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -131,22 +137,22 @@ def run_worker(config: Config, device: torch.device, repeats: int, workdir: Path
     after loading undercounts weights that safetensors maps in lazily) and from after
     loading on CUDA.
     """
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    if config.network == "spandrel":
+    torch.backends.cuda.matmul.fp32_precision = torch.backends.cudnn.conv.fp32_precision = "ieee"
+    if config.network == "reference":
         importlib.import_module(SPANDREL_MODULE)  # its import (~170 MB RSS) is not the network's memory
     baseline = memory_in_use(device)
     model = load_network(config, workdir / WEIGHTS_FILE, device)
     face = load_file(workdir / INPUT_FILE)["input"]
-    x = face.to(device, config.dtype).expand(config.batch, -1, -1, -1).contiguous()
-    if config.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
+    dtype = choose_precision(config.precision, device).dtype
+    x = face.to(device, dtype).expand(config.batch, -1, -1, -1).contiguous()
     if device.type == "cuda":
         baseline = memory_in_use(device)
         torch.cuda.reset_peak_memory_stats(device)
     seconds = []
     with torch.inference_mode():
-        forward(model, config, x)  # warm-up
+        start = time.perf_counter()
+        forward(model, config, x)  # warm-up (and compilation)
+        first_call = time.perf_counter() - start
         for _ in range(repeats):
             synchronize(device)
             start = time.perf_counter()
@@ -154,10 +160,11 @@ def run_worker(config: Config, device: torch.device, repeats: int, workdir: Path
             synchronize(device)
             seconds.append(time.perf_counter() - start)
     peak = peak_memory(device)
-    outputs = {"out": out.float().cpu().contiguous(), "codes": logits.argmax(dim=-1).cpu()}
+    outputs = {"out": out[:1].float().cpu().contiguous(), "codes": logits[:1].argmax(dim=-1).cpu()}
     save_file(outputs, workdir / f"{config.name}.safetensors")
     return {
         "seconds_per_face": statistics.median(seconds) / config.batch,
+        "first_call_seconds": first_call,
         "peak_mib": peak / MIB,
         "above_baseline_mib": (peak - baseline) / MIB,
     }
@@ -245,15 +252,27 @@ def table(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def benchmark(device: torch.device, repeats: int, baseline: bool) -> None:
+def face_psnr(a: Tensor, b: Tensor) -> float:
+    """PSNR (dB) of two network outputs as the uint8 faces the pipeline makes of them."""
+
+    def as_uint8(t: Tensor) -> Tensor:
+        return ((t.double().clamp(-1, 1) + 1) * 127.5).round()
+
+    mse = ((as_uint8(a) - as_uint8(b)) ** 2).mean().item()
+    return 10 * math.log10(255**2 / mse) if mse else math.inf
+
+
+def benchmark(device: torch.device, repeats: int) -> None:
     """Run every configuration in its own process and print the header and the table."""
-    configs = configurations(device, baseline)
+    configs, left_out = configurations(device)
     with tempfile.TemporaryDirectory(prefix="bench_codeformer_") as tmp:
         workdir = Path(tmp)
         weights_source = write_weights(workdir / WEIGHTS_FILE)
         input_source = write_input(workdir / INPUT_FILE)
         measured = {config.name: run_in_subprocess(config, device, repeats, workdir) for config in configs}
         outputs = {config.name: load_file(workdir / f"{config.name}.safetensors") for config in configs}
+    vectors = REFERENCE / "vectors.safetensors"
+    float64_out = load_file(vectors)[f"out_w{FIDELITY}_adain1"] if vectors.is_file() else None
 
     if device.type == "cuda":
         memory = "peak allocated tensors; 'above weights' = peak minus what was allocated after loading"
@@ -263,31 +282,36 @@ def benchmark(device: torch.device, repeats: int, baseline: bool) -> None:
         above = "above imports"
     print(f"CodeFormer network, one 512x512 face per sample, w={FIDELITY}, adain=True, torch.inference_mode()")
     print(f"torch {torch.__version__}; {device.type}: {device_name(device)}; {torch.get_num_threads()} CPU threads")
-    if device.type == "cuda":
-        print("TF32 off for matmuls and convolutions")
-    print(f"time: median of {repeats} runs after 1 warm-up, per face; ratio to {REFERENCE_CONFIG.name}")
+    print(f"native bfloat16: {has_native_bfloat16(device)}; TF32 off for float32 convolutions and matmuls")
+    print(f"time: median of {repeats} runs after 1 warm-up, per face; speed-up = {REFERENCE_CONFIG.name} time / time")
+    print("first call: the warm-up's seconds (compilation included where compiled)")
     print(f"weights: {weights_source}")
     print(f"input: {input_source}")
     print(f"memory (MiB): {memory}")
-    print(f"max|diff| and flipped codes (argmax of the logits): against {REFERENCE_CONFIG.name}")
+    print(f"codes flipped and PSNR of the uint8 face: against {OURS_FP32.name}")
+    print("vs float64: max|out - the reference's float64 vector|")
+    for line in left_out:
+        print(f"left out: {line}")
     print()
 
     reference_time = measured[REFERENCE_CONFIG.name]["seconds_per_face"]
-    reference = outputs[REFERENCE_CONFIG.name]
-    header = ["config", "batch", "dtype", "ms/face", "ratio", "max|diff|", "codes flipped", "peak", above]
-    rows = [header]
+    baseline = outputs[OURS_FP32.name]
+    header = ["config", "batch", "ms/face", "speed-up", "first call s", "codes flipped", "PSNR dB", "vs float64"]
+    rows = [[*header, "peak", above]]
     for config in configs:
         result, output = measured[config.name], outputs[config.name]
-        flipped = int((output["codes"] != reference["codes"]).sum())
+        flipped = int((output["codes"] != baseline["codes"]).sum())
+        drift = "-" if float64_out is None else f"{(output['out'] - float64_out).abs().max().item():.2e}"
         rows.append(
             [
                 config.name,
                 str(config.batch),
-                str(config.dtype).removeprefix("torch.") + (" channels_last" if config.channels_last else ""),
                 f"{result['seconds_per_face'] * 1000:.1f}",
-                f"{result['seconds_per_face'] / reference_time:.2f}x",
-                f"{(output['out'] - reference['out']).abs().max().item():.2e}",
+                f"{reference_time / result['seconds_per_face']:.2f}x",
+                f"{result['first_call_seconds']:.1f}",
                 f"{flipped}/{output['codes'].numel()}",
+                f"{face_psnr(output['out'], baseline['out']):.1f}",
+                drift,
                 f"{result['peak_mib']:.0f}",
                 f"{result['above_baseline_mib']:.0f}",
             ]
@@ -301,7 +325,6 @@ def main() -> None:
         "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="default: cuda when available"
     )
     parser.add_argument("--repeats", type=int, default=3, help="timed runs after the warm-up (median is reported)")
-    parser.add_argument("--skip-baseline", action="store_true", help="do not run spandrel's CodeFormer")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -309,9 +332,9 @@ def main() -> None:
         parser.error("--repeats must be at least 1")
     device = torch.device(args.device)
     if args.worker is None:
-        benchmark(device, args.repeats, baseline=not args.skip_baseline)
+        benchmark(device, args.repeats)
         return
-    config = {config.name: config for config in configurations(device, baseline=True)}[args.worker]
+    config = {config.name: config for config in configurations(device)[0]}[args.worker]
     print(json.dumps(run_worker(config, device, args.repeats, args.workdir)))
 
 

@@ -11,6 +11,7 @@ ComfyUI API workflow instead of restoring.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 import json
 import sys
@@ -18,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,6 +27,7 @@ import torch
 from ..models import PRECISION_HELP, PRECISIONS, TASKS, CodeFormerWeightsError, load_codeformer
 from ..pipeline import FidelityRamp, RestoreOptions, restore_faces
 from ..pipeline.detection import DEFAULT_CONFIDENCE, DEFAULT_DETECTION_SIZE, DEFAULT_DETECTOR, DETECTORS
+from ..pipeline.inference import auto_chunk_size, device_of
 from ..pipeline.options import FACE_SELECTIONS, MAX_UPSCALE
 from ..pipeline.tasks import resolve_task
 from .imageio import FORMATS, IMAGE_SUFFIXES, LoadedImage, WriteSettings, output_format, read_image, write_image
@@ -56,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--upscale", type=int, default=1, choices=range(1, MAX_UPSCALE + 1))
     parser.add_argument("--has-aligned", action="store_true", help="inputs are aligned 512x512 faces")
     parser.add_argument("--parse-mask", action="store_true", help="paste through a ParseNet face mask")
-    parser.add_argument("--chunk-size", type=int, default=8, help="faces per network forward")
+    parser.add_argument("--chunk-size", type=int, help="faces per network forward (default: by device, 1 on a CPU)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     parser.add_argument("--format", choices=sorted(FORMATS), help="output format (default: the input's)")
@@ -168,36 +171,46 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
+@dataclass
+class Pending:
+    """An image on its way through a group: its report entry, where it goes, and its decode."""
+
+    entry: dict
+    source: Path
+    destination: Path
+    kind: str
+    decoded: Future[LoadedImage]
+
+
 def run(
     files: list[Path], model: torch.nn.Module, options: RestoreOptions, folder: Path, settings: WriteSettings,
     skip_existing: bool,
 ) -> list[dict]:  # fmt: skip
-    """Restore each file; decoding and encoding happen in background threads."""
+    """Restore each file; decoding and encoding happen in background threads.
+
+    Images go through the pipeline in groups as large as a network chunk, so that the
+    faces of several images fill one forward (on a CPU the chunk, and so the group, is 1).
+    """
     taken = {file.resolve() for file in files}
     entries: list[dict] = []
     progress = Progress(len(files))
+    group_size = options.chunk_size or auto_chunk_size(device_of(model))
     with ThreadPoolExecutor(max_workers=PREFETCH, thread_name_prefix="codeformer-io") as pool:
         writes: list[tuple[dict, Future]] = []
-        for source, decoded in prefetch(pool, files):
+        group: list[Pending] = []
+        for source, decoded in prefetch(pool, files, ahead=max(PREFETCH, group_size)):
             destination, kind = output_path(source, folder, settings, taken)
             entry: dict = {"input": str(source), "output": str(destination)}
             entries.append(entry)
-            started = time.perf_counter()
             if skip_existing and destination.exists():
-                entry.update(skipped=True, faces=[])
-            else:
-                try:
-                    loaded = decoded.result()
-                    result = restore_faces([loaded.pixels], model, options)
-                except (ValueError, OSError, RuntimeError) as error:  # RuntimeError: out of memory
-                    entry.update(error=str(error), output=None)
-                else:
-                    entry["faces"] = [face.to_dict() for face in result.faces]
-                    writes.append(
-                        (entry, pool.submit(write_image, result.images[0], destination, loaded, settings, kind))
-                    )
-            entry["seconds"] = round(time.perf_counter() - started, 3)
-            progress.step(source, entry)
+                entry.update(skipped=True, faces=[], seconds=0.0)
+                progress.step(source, entry)
+                continue
+            group.append(Pending(entry, source, destination, kind, decoded))
+            if len(group) == group_size:
+                writes += restore_group(group, model, options, settings, pool, progress)
+                group = []
+        writes += restore_group(group, model, options, settings, pool, progress)
         for entry, write in writes:
             try:
                 write.result()
@@ -207,13 +220,58 @@ def run(
     return entries
 
 
-def prefetch(pool: ThreadPoolExecutor, files: list[Path]) -> Iterator[tuple[Path, Future[LoadedImage]]]:
-    """Yield (file, future decode) while the next few files are already being decoded.
+def restore_group(
+    group: list[Pending], model: torch.nn.Module, options: RestoreOptions, settings: WriteSettings,
+    pool: ThreadPoolExecutor, progress: Progress,
+) -> list[tuple[dict, Future]]:  # fmt: skip
+    """Restore a group of images in one call and return the pending writes; each image is reported."""
+    started = time.perf_counter()
+    decoded: list[tuple[Pending, LoadedImage]] = []
+    for item in group:
+        try:
+            decoded.append((item, item.decoded.result()))
+        except (ValueError, OSError) as error:
+            item.entry.update(error=str(error), output=None)
+    writes = _restore_decoded(decoded, model, options, settings, pool)
+    seconds = round((time.perf_counter() - started) / max(len(group), 1), 3)
+    for item in group:
+        item.entry["seconds"] = seconds
+        progress.step(item.source, item.entry)
+    return writes
+
+
+def _restore_decoded(
+    decoded: list[tuple[Pending, LoadedImage]], model: torch.nn.Module, options: RestoreOptions,
+    settings: WriteSettings, pool: ThreadPoolExecutor,
+) -> list[tuple[dict, Future]]:  # fmt: skip
+    """One pipeline call for the group; if it fails, one call per image, so that a bad image fails alone."""
+    if not decoded:
+        return []
+    try:
+        result = restore_faces([image.pixels for _, image in decoded], model, options)
+    except (ValueError, OSError, RuntimeError) as error:  # RuntimeError: out of memory
+        if len(decoded) > 1:
+            return [write for one in decoded for write in _restore_decoded([one], model, options, settings, pool)]
+        decoded[0][0].entry.update(error=str(error), output=None)
+        return []
+    writes = []
+    for index, (item, image) in enumerate(decoded):
+        faces = [dataclasses.replace(face, image_index=0) for face in result.faces if face.image_index == index]
+        item.entry["faces"] = [face.to_dict() for face in faces]
+        write = pool.submit(write_image, result.images[index], item.destination, image, settings, item.kind)
+        writes.append((item.entry, write))
+    return writes
+
+
+def prefetch(
+    pool: ThreadPoolExecutor, files: list[Path], ahead: int = PREFETCH
+) -> Iterator[tuple[Path, Future[LoadedImage]]]:
+    """Yield (file, future decode) while the next ``ahead`` files are already being decoded.
 
     Only the few images in flight are held: a yielded decode is forgotten here.
     """
-    pending = deque((file, pool.submit(read_image, file)) for file in files[:PREFETCH])
-    for upcoming in files[PREFETCH:]:
+    pending = deque((file, pool.submit(read_image, file)) for file in files[:ahead])
+    for upcoming in files[ahead:]:
         yield pending.popleft()
         pending.append((upcoming, pool.submit(read_image, upcoming)))
     while pending:

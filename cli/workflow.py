@@ -42,7 +42,7 @@ def export_workflow(options: RestoreOptions, model_name: str, precision: str, im
                 "has_aligned": options.has_aligned,
                 "upscale": options.upscale,
                 "parse_mask": options.parse_mask,
-                "chunk_size": options.chunk_size,
+                "chunk_size": options.chunk_size or 0,
             },
         },
         "5": {"class_type": "SaveImage", "inputs": {"images": ["4", 0], "filename_prefix": "codeformer"}},

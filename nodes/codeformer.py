@@ -138,7 +138,8 @@ class CodeFormerRestoreFaces:
                 "has_aligned": ("BOOLEAN", {"default": False}),
                 "upscale": ("INT", {"default": 1, "min": 1, "max": MAX_UPSCALE}),
                 "parse_mask": ("BOOLEAN", {"default": False}),
-                "chunk_size": ("INT", {"default": 8, "min": 1, "max": 64}),
+                "chunk_size": ("INT", {"default": 0, "min": 0, "max": 64,
+                                       "tooltip": "faces per network forward; 0 picks by device (1 on a CPU)"}),
             },
             "optional": {
                 "fidelity": ("CODEFORMER_FIDELITY",),
@@ -185,7 +186,7 @@ class CodeFormerRestoreFaces:
             upscale=upscale,
             upscaler=host.upscale_model_callable(upscale_model) if upscale_model is not None else None,
             parse_mask=parse_mask,
-            chunk_size=chunk_size,
+            chunk_size=chunk_size or None,
             return_crops=True,
             weights_dir=host.helper_weights_folder(),
         )

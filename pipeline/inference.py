@@ -15,6 +15,10 @@ from .tasks import blend_inpainting, task_adain
 
 # Called after each chunk with (faces done, faces in all); may raise to stop the run.
 ChunkCallback = Callable[[int, int], None]
+# A face in flight through the float32 network peaks at about 270 MiB above the weights (CPU,
+# measured); counted with room to spare. Half-precision generators need less.
+BYTES_PER_FACE = 512 << 20
+MAX_AUTO_CHUNK = 16
 
 
 class RestorationNetwork(Protocol):
@@ -46,7 +50,7 @@ def run_network(
     faces = torch.from_numpy(crops)
     total = faces.shape[0]
     outputs: list[torch.Tensor] = []
-    chunk, start = options.chunk_size, 0
+    chunk, start = options.chunk_size or auto_chunk_size(device), 0
     while start < total:
         batch = faces[start : start + chunk]
         x = normalise(batch)
@@ -72,6 +76,16 @@ def run_network(
     if not outputs:
         return torch.zeros((0, FACE_SIZE, FACE_SIZE, 3), device=device)
     return torch.cat(outputs)
+
+
+def auto_chunk_size(device: torch.device) -> int:
+    """Faces per forward when not given: 1 on a CPU, where batching gains no speed and a chunk of
+    8 doubles peak memory (3.7 GB against 1.8 GB on a 4-face photo); on a GPU, as many as fit in
+    half its free memory, up to 16."""
+    if device.type != "cuda":
+        return 1
+    free, _ = torch.cuda.mem_get_info(device)
+    return max(1, min(MAX_AUTO_CHUNK, free // 2 // BYTES_PER_FACE))
 
 
 def device_of(model: RestorationNetwork) -> torch.device:

@@ -73,7 +73,7 @@ class RestoreOptions:
         upscale: output size factor 1-4 (background resized, or enlarged by ``upscaler``).
         upscaler: optional callable enlarging the background.
         parse_mask: paste through a ParseNet face mask instead of the soft square.
-        chunk_size: faces per network forward.
+        chunk_size: faces per network forward; None picks by device (:func:`auto_chunk_size`).
         return_crops: also return the aligned and restored 512x512 crops.
         weights_dir: folder searched first for detector and parser weights.
     """
@@ -96,7 +96,7 @@ class RestoreOptions:
     upscale: int = 1
     upscaler: Upscaler | None = None
     parse_mask: bool = False
-    chunk_size: int = 8
+    chunk_size: int | None = None
     return_crops: bool = False
     weights_dir: str | Path | None = None
 
@@ -121,7 +121,7 @@ class RestoreOptions:
             raise ValueError(f"max_faces must be at least 1 (or None); got {self.max_faces}")
         if self.upscale not in range(1, MAX_UPSCALE + 1):
             raise ValueError(f"upscale must be an integer from 1 to {MAX_UPSCALE}; got {self.upscale}")
-        if self.chunk_size < 1:
+        if self.chunk_size is not None and self.chunk_size < 1:
             raise ValueError(f"chunk_size must be at least 1; got {self.chunk_size}")
 
     def fidelity_for(self, face_size: float) -> float:

@@ -29,15 +29,21 @@ CORE_NODES = {
     "ImageBlur": {"widgets": ["blur_radius", "sigma"], "outputs": [("IMAGE", "IMAGE")], "inputs": {"image": "IMAGE"}},
 }
 
-RESTORE_DEFAULTS = {
-    "w": 0.5, "detector": "retinaface_resnet50", "detection_size": 640, "confidence": 0.97,
-    "face_selection": "all", "face_indices": "", "min_face_size": 0, "max_face_size": 0,
-    "has_aligned": False, "upscale": 1, "parse_mask": False, "chunk_size": 8,
-}  # fmt: skip
-FIDELITY_DEFAULTS = {
-    "w": 0.5, "visibility": 1.0, "size_ramp": False, "small_face_w": 0.3, "large_face_w": 0.7,
-    "small_face_size": 64, "large_face_size": 256, "sweep": "",
-}  # fmt: skip
+
+def widget_defaults(node_name: str) -> dict[str, object]:
+    """Each widget's default as the node declares it (the first choice of a list without one)."""
+    from codeformer_nodes.nodes.codeformer import NODE_CLASS_MAPPINGS
+
+    required = NODE_CLASS_MAPPINGS[node_name].INPUT_TYPES()["required"]
+    defaults = {}
+    for name, (kind, *settings) in required.items():
+        if isinstance(kind, list) or kind in ("INT", "FLOAT", "STRING", "BOOLEAN"):
+            defaults[name] = settings[0]["default"] if settings and "default" in settings[0] else kind[0]
+    return defaults
+
+
+RESTORE_DEFAULTS = widget_defaults("CodeFormerRestoreFaces")
+FIDELITY_DEFAULTS = widget_defaults("CodeFormerFidelity")
 
 
 def load_image() -> dict:

@@ -146,3 +146,36 @@ def test_outputs_are_readable_by_others(inputs, recipe_checkpoint, tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert mode == 0o666 & ~umask
+
+
+class RecordingNetwork(torch.nn.Module):
+    """Inverts each face and records the batch size of every forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+        self.batches: list[int] = []
+
+    def forward(self, x, w=0, adain=False):
+        self.batches.append(x.shape[0])
+        return (-x, None, None)
+
+
+def test_faces_of_several_images_share_a_chunk_and_a_bad_image_fails_alone(inputs, tmp_path):
+    from codeformer_nodes import RestoreOptions
+    from codeformer_nodes.cli.imageio import WriteSettings
+    from codeformer_nodes.cli.restore import run
+
+    network = RecordingNetwork()
+    files = [inputs / "four.png", inputs / "small.jpg"]
+    options = RestoreOptions(detector="retinaface_mobile0.25", weights_dir=TESTDATA / "weights", chunk_size=8)
+    entries = run(files, network, options, tmp_path / "out", WriteSettings(), skip_existing=False)
+    assert network.batches == [8], "the 4 + 4 faces of two images go through one forward"
+    assert [len(entry["faces"]) for entry in entries] == [4, 4]
+    assert {entry["faces"][0]["image_index"] for entry in entries} == {0}, "face info is per file"
+
+    network.batches.clear()
+    files = [inputs / "four.png", inputs / "truncated.jpg", inputs / "small.jpg"]
+    entries = run(files, network, options, tmp_path / "again", WriteSettings(), skip_existing=False)
+    assert [bool(entry.get("error")) for entry in entries] == [False, True, False]
+    assert network.batches == [8]

@@ -116,3 +116,14 @@ def test_ui_workflow_fits_node_definitions_and_its_api_twin(specs, path):
                 check_widget(node["type"], name, spec["inputs"][name], value)
     api = json.loads(path.with_name(path.stem + "_api.json").read_text())
     assert sorted(node["type"] for node in graph["nodes"]) == sorted(node["class_type"] for node in api.values())
+
+
+def test_committed_examples_are_what_the_builder_writes(specs):
+    """The examples follow the node definitions: rebuilding them (scripts/build_workflows.py) changes nothing."""
+    _, builder = specs
+    node_specs = builder.node_specs()
+    for name, api in builder.WORKFLOWS.items():
+        committed_api = (ROOT / "example_workflows" / f"{name}_api.json").read_text()
+        committed_ui = (ROOT / "example_workflows" / f"{name}.json").read_text()
+        assert committed_api == json.dumps(api, indent=2) + "\n", f"{name}_api.json is stale: run the builder"
+        assert committed_ui == json.dumps(builder.to_ui(api, node_specs), indent=2) + "\n", f"{name}.json is stale"
