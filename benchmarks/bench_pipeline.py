@@ -1,12 +1,16 @@
-"""Whole-pipeline time and memory: ours against the facexlib-helper flow, same network.
+"""Whole-pipeline time and memory: ours against the official flow.
 
-Runs on the two test photos and on a synthetic 3840x2160 image holding 2 faces. Both
-flows use the real MobileNet-0.25 detector from ``../shared/testdata`` and the same
-CodeFormer (recipe weights, float32, ``w=0.5, adain=True``); the helper flow restores one
-face per forward, as the official inference script does. For each (flow, image) pair a
-worker process reports total seconds, seconds inside the network, and peak RSS.
+Runs on the two test photos, on an 8-face crowd whose faces overlap (``scenes.crowd_rgb``)
+and on a synthetic 3840x2160 image holding 2 faces. The official flow is facexlib's
+``FaceRestoreHelper`` with the reference network (spandrel_extra_arches' build of the
+official CodeFormer, float32), one face per forward, as the official inference script
+runs; ours is ``restore_faces`` with ``load_codeformer(precision=...)`` (``auto`` by
+default). Both use the real MobileNet-0.25 detector from ``../shared/testdata`` and the
+recipe weights, ``w=0.5, adain=True``. For each (flow, image) pair a worker process
+reports total seconds, seconds inside the network, peak RSS, and its output image; the
+parent gives ours' PSNR against the official output.
 
-    .venv/bin/python benchmarks/bench_pipeline.py [--repeats 1]
+    .venv/bin/python benchmarks/bench_pipeline.py [--repeats 1] [--precision auto] [--images crowd ...]
 """
 
 from __future__ import annotations
@@ -25,12 +29,12 @@ import numpy as np
 import torch
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-PHOTOS = SHARED / "testdata" / "photos"
 DETECTOR_WEIGHTS = SHARED / "testdata" / "weights" / "detection_mobilenet0.25_Final.pth"
 DETECTOR = "retinaface_mobile0.25"
 FIDELITY = 0.5
-IMAGES = ("group_small.jpg", "group_four.png", "synthetic_4k")
-FLOWS = ("ours", "facexlib-helper")
+IMAGES = ("group_small.jpg", "group_four.png", "crowd", "synthetic_4k")
+FLOWS = ("ours", "official")
+SPANDREL_MODULE = "spandrel_extra_arches.architectures.CodeFormer"
 
 
 class TimedNetwork(torch.nn.Module):
@@ -48,34 +52,21 @@ class TimedNetwork(torch.nn.Module):
         return result
 
 
-def synthetic_4k() -> np.ndarray:
-    """3840x2160 RGB: two faces of group_four.png, enlarged 1.5x, on a smooth gradient."""
-    from PIL import Image
-
-    photo = Image.open(PHOTOS / "group_four.png").convert("RGB")
-    canvas = np.empty((2160, 3840, 3), np.uint8)
-    canvas[...] = np.linspace(40, 200, 3840, dtype=np.float32).astype(np.uint8)[None, :, None]
-    for (left, top, right, bottom), (x, y) in (((380, 40, 560, 290), (700, 600)), ((610, 40, 780, 290), (2600, 1200))):
-        face = photo.crop((left, top, right, bottom))
-        face = np.array(face.resize((face.width * 3 // 2, face.height * 3 // 2), Image.LANCZOS))
-        canvas[y : y + face.shape[0], x : x + face.shape[1]] = face
-    return canvas
-
-
 def load_image(name: str) -> np.ndarray:
-    from PIL import Image
+    from scenes import crowd_rgb, read_rgb, synthetic_4k
 
-    return synthetic_4k() if name == "synthetic_4k" else np.array(Image.open(PHOTOS / name).convert("RGB"))
+    return {"synthetic_4k": synthetic_4k, "crowd": crowd_rgb}.get(name, lambda: read_rgb(name))()
 
 
-def run_ours(image: np.ndarray, network: TimedNetwork, weights_dir: Path) -> int:
+def run_ours(image: np.ndarray, network: TimedNetwork, weights_dir: Path) -> tuple[int, np.ndarray]:
     from codeformer_nodes import RestoreOptions, restore_faces
 
     options = RestoreOptions(detector=DETECTOR, weights_dir=weights_dir, fidelity=FIDELITY)
-    return len(restore_faces([image], network, options).faces)
+    result = restore_faces([image], network, options)
+    return len(result.faces), (result.images[0].numpy() * 255).round().astype(np.uint8)
 
 
-def run_helper(image: np.ndarray, network: TimedNetwork, weights_dir: Path) -> int:
+def run_official(image: np.ndarray, network: TimedNetwork, weights_dir: Path) -> tuple[int, np.ndarray]:
     from facexlib.utils.face_restoration_helper import FaceRestoreHelper
 
     helper = FaceRestoreHelper(
@@ -87,31 +78,46 @@ def run_helper(image: np.ndarray, network: TimedNetwork, weights_dir: Path) -> i
     for crop in helper.cropped_faces:
         x = torch.from_numpy(crop[..., ::-1].copy()).permute(2, 0, 1)[None].float() / 255
         with torch.inference_mode():
-            out = network((x - 0.5) / 0.5, w=FIDELITY, adain=True)[0]
+            out = network((x - 0.5) / 0.5, weight=FIDELITY)[0]  # the reference always applies AdaIN
         face = ((out[0].clamp(-1, 1) + 1) / 2 * 255).round().byte().permute(1, 2, 0).numpy()
         helper.add_restored_face(np.ascontiguousarray(face[..., ::-1]))
     helper.get_inverse_affine()
-    helper.paste_faces_to_input_image()
-    return len(helper.cropped_faces)
+    return len(helper.cropped_faces), helper.paste_faces_to_input_image()[..., ::-1]
 
 
-def worker(flow: str, image_name: str, weights: Path, weights_dir: Path, repeats: int) -> dict[str, float]:
-    from codeformer_nodes import load_codeformer
+def load_network(flow: str, weights: Path, precision: str) -> torch.nn.Module:
+    """Ours in ``precision``, or the reference network in float32 (the official flow's)."""
+    if flow == "ours":
+        from codeformer_nodes import load_codeformer
 
-    network = TimedNetwork(load_codeformer(weights))
+        return load_codeformer(weights, precision=precision)
+    import importlib
+
+    state_dict = torch.load(weights, weights_only=True)["params_ema"]
+    return importlib.import_module(SPANDREL_MODULE).CodeFormerArch().load(state_dict).model.eval()
+
+
+def worker(flow: str, image_name: str, weights: Path, weights_dir: Path, repeats: int, precision: str, out: Path):
+    network = TimedNetwork(load_network(flow, weights, precision))
     image = load_image(image_name)
-    run = run_ours if flow == "ours" else run_helper
+    run = run_ours if flow == "ours" else run_official
     run(image, network, weights_dir)  # warm-up: detector load, first-call allocations
     totals, inside = [], []
     for _ in range(repeats):
         network.seconds = 0.0
         start = time.perf_counter()
-        faces = run(image, network, weights_dir)
+        faces, restored = run(image, network, weights_dir)
         totals.append(time.perf_counter() - start)
         inside.append(network.seconds)
+    np.save(out, restored)
     best = int(np.argmin(totals))
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"faces": faces, "total": totals[best], "network": inside[best], "peak_mib": peak_mib}
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / mse)) if mse else float("inf")
 
 
 def prepare(folder: Path) -> tuple[Path, Path]:
@@ -136,34 +142,48 @@ def prepare(folder: Path) -> tuple[Path, Path]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--worker", nargs=4, metavar=("FLOW", "IMAGE", "WEIGHTS", "DIR"), help=argparse.SUPPRESS)
+    parser.add_argument("--precision", default="auto", help="ours' precision (see codeformer-restore --help)")
+    parser.add_argument("--images", nargs="+", choices=IMAGES, default=IMAGES)
+    parser.add_argument("--worker", nargs=5, metavar=("FLOW", "IMAGE", "WEIGHTS", "DIR", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        flow, image, weights, weights_dir = args.worker
-        print(json.dumps(worker(flow, image, Path(weights), Path(weights_dir), args.repeats)))
+        flow, image, weights, weights_dir, out = args.worker
+        result = worker(flow, image, Path(weights), Path(weights_dir), args.repeats, args.precision, Path(out))
+        print(json.dumps(result))
         return
     if not DETECTOR_WEIGHTS.exists():
         sys.exit(f"{DETECTOR_WEIGHTS} is absent: this benchmark needs ../shared/testdata beside the project")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU float32, detector {DETECTOR}")
-    print(f"{'image':<17}{'flow':<17}{'faces':>6}{'total s':>10}{'network s':>11}{'outside s':>11}"
+    from codeformer_nodes.models import choose_precision
+
+    ours = choose_precision(args.precision, torch.device("cpu"))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, detector {DETECTOR}")
+    print(f"ours: precision {args.precision} ({ours}); official: facexlib helper + reference network, float32")
+    print(f"best of {args.repeats} run(s) after a warm-up; PSNR of ours against the official output")
+    print(f"{'image':<17}{'flow':<11}{'faces':>6}{'total s':>10}{'network s':>11}{'outside s':>11}"
           f"{'outside %':>11}{'peak MiB':>10}")  # fmt: skip
     with tempfile.TemporaryDirectory() as temporary:
         weights, weights_dir = prepare(Path(temporary))
-        for image in IMAGES:
-            results = {}
+        for image in args.images:
+            results, outputs = {}, {}
             for flow in FLOWS:
-                command = [sys.executable, __file__, "--repeats", str(args.repeats), "--worker", flow, image]
-                output = subprocess.run([*command, str(weights), str(weights_dir)], capture_output=True, text=True)
+                out = Path(temporary) / f"{flow}-{image}.npy"
+                command = [sys.executable, __file__, "--repeats", str(args.repeats), "--precision", args.precision]
+                command += ["--worker", flow, image, str(weights), str(weights_dir), str(out)]
+                output = subprocess.run(command, capture_output=True, text=True)
                 if output.returncode != 0:
                     sys.exit(f"worker {flow} {image} failed:\n{output.stderr}")
                 result = results[flow] = json.loads(output.stdout.strip().splitlines()[-1])
+                outputs[flow] = np.load(out)
                 outside = result["total"] - result["network"]
                 print(
-                    f"{image:<17}{flow:<17}{result['faces']:>6}{result['total']:>10.2f}{result['network']:>11.2f}"
+                    f"{image:<17}{flow:<11}{result['faces']:>6}{result['total']:>10.2f}{result['network']:>11.2f}"
                     f"{outside:>11.3f}{100 * outside / result['network']:>10.1f}%{result['peak_mib']:>10.0f}"
                 )
-            speedup = results["facexlib-helper"]["total"] / results["ours"]["total"]
-            print(f"{'':<17}ours is {speedup:.2f}x the helper flow's speed")
+            speedup = results["official"]["total"] / results["ours"]["total"]
+            similarity = psnr(outputs["ours"], outputs["official"])
+            print(
+                f"{'':<17}ours: {speedup:.2f}x the official flow's speed, {similarity:.1f} dB PSNR against its output"
+            )
 
 
 if __name__ == "__main__":

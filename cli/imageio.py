@@ -1,9 +1,12 @@
 """Reading and writing image files for the command line, with their metadata.
 
 Reading applies EXIF orientation as ComfyUI's LoadImage does and keeps 8- and 16-bit
-depth, grey, RGB and RGBA. Writing carries PNG text chunks (where ComfyUI keeps its
-workflows), the ICC profile and EXIF (orientation reset to upright), and is atomic: a
-temporary file in the destination folder is renamed into place.
+depth, 32-bit float (taken as [0, 1]), grey, RGB and RGBA; of an animated or multi-page
+file, only the first frame is read, and the count is kept so the report can say so.
+Writing carries PNG text chunks (where ComfyUI keeps its workflows), EXIF (orientation
+reset to upright) and the ICC profile when it describes the written colour space (a CMYK
+profile never rides on RGB pixels), and is atomic: a temporary file in the destination
+folder, named with the writer's process id, is renamed into place.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 FORMATS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 SUFFIX_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
 EXIF_ORIENTATION_TAG = 0x0112
+PARTIAL_SUFFIX = ".partial"
+# The colour space an ICC profile describes (bytes 16-20 of its header), per written Pillow mode.
+ICC_SPACES = {"RGB": b"RGB ", "RGBA": b"RGB ", "L": b"GRAY"}
 
 
 @dataclass
@@ -30,6 +36,7 @@ class LoadedImage:
     text: dict[str, str] = field(default_factory=dict)
     icc_profile: bytes | None = None
     exif: bytes | None = None
+    frames: int = 1
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,7 @@ def read_image(path: Path) -> LoadedImage:
                 text={k: v for k, v in opened.info.items() if isinstance(k, str) and isinstance(v, str)},
                 icc_profile=opened.info.get("icc_profile"),
                 exif=exif.tobytes() if len(exif) else None,
+                frames=getattr(opened, "n_frames", 1),
             )
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError) as error:
         raise ValueError(f"{path} could not be decoded as an image ({error})") from error
@@ -74,6 +82,9 @@ def _to_float(image) -> torch.Tensor:
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         array = np.asarray(image, dtype=np.float32) / 65535.0
         return torch.from_numpy(np.clip(array, 0, 1)[..., None])
+    if image.mode == "F":  # 32-bit float samples, as scientific and HDR tools write them in [0, 1]
+        array = np.asarray(image, dtype=np.float32)
+        return torch.from_numpy(np.clip(np.nan_to_num(array), 0, 1)[..., None])
     if image.mode not in ("L", "RGB", "RGBA"):
         has_alpha = "A" in image.getbands() or "transparency" in image.info
         image = image.convert("RGBA" if has_alpha else "RGB")
@@ -94,7 +105,7 @@ def write_image(pixels: torch.Tensor, destination: Path, loaded: LoadedImage, se
     if kind == "jpeg" and image.mode == "RGBA":
         image = image.convert("RGB")
     options: dict[str, object] = {}
-    if loaded.icc_profile:
+    if loaded.icc_profile and icc_colour_space(loaded.icc_profile) == ICC_SPACES.get(image.mode):
         options["icc_profile"] = loaded.icc_profile
     if loaded.exif:
         options["exif"] = loaded.exif
@@ -108,7 +119,8 @@ def write_image(pixels: torch.Tensor, destination: Path, loaded: LoadedImage, se
     else:
         options.update(quality=settings.jpeg_quality)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".partial")
+    prefix = f".{destination.name}.{os.getpid()}."
+    handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=prefix, suffix=PARTIAL_SUFFIX)
     os.close(handle)
     try:
         image.save(temporary, format=kind.upper(), **options)
@@ -116,3 +128,33 @@ def write_image(pixels: torch.Tensor, destination: Path, loaded: LoadedImage, se
         os.replace(temporary, destination)
     finally:
         Path(temporary).unlink(missing_ok=True)
+
+
+def icc_colour_space(profile: bytes) -> bytes:
+    """The data colour space an ICC profile's header names (b"RGB ", b"GRAY", b"CMYK", ...)."""
+    return profile[16:20]
+
+
+def remove_stale_partials(folder: Path) -> list[Path]:
+    """Delete the temporary files that writers killed mid-write left in ``folder``; returns them.
+
+    A writer names its temporary file ``.NAME.PID.XXXX.partial``; one whose process no
+    longer runs is stale. Files of writers still running are left alone.
+    """
+    removed = []
+    for partial in folder.glob(f".*{PARTIAL_SUFFIX}") if folder.is_dir() else ():
+        fields = partial.name.rsplit(".", 3)
+        if len(fields) == 4 and fields[1].isdigit() and not process_alive(int(fields[1])):
+            partial.unlink(missing_ok=True)
+            removed.append(partial)
+    return removed
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

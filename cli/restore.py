@@ -14,6 +14,8 @@ import argparse
 import dataclasses
 import glob
 import json
+import os
+import re
 import sys
 import time
 from collections import deque
@@ -30,11 +32,26 @@ from ..pipeline.detection import DEFAULT_CONFIDENCE, DEFAULT_DETECTION_SIZE, DEF
 from ..pipeline.inference import auto_chunk_size, device_of
 from ..pipeline.options import FACE_SELECTIONS, MAX_UPSCALE
 from ..pipeline.tasks import resolve_task
-from .imageio import FORMATS, IMAGE_SUFFIXES, LoadedImage, WriteSettings, output_format, read_image, write_image
+from .claims import claim, release
+from .imageio import (
+    FORMATS,
+    IMAGE_SUFFIXES,
+    PARTIAL_SUFFIX,
+    LoadedImage,
+    WriteSettings,
+    output_format,
+    read_image,
+    remove_stale_partials,
+    write_image,
+)
 from .workflow import export_workflow
 
 # Images decoded ahead of the network, so it never waits on the disk.
 PREFETCH = 2
+# An output that would land on an input (same folder) is named NAME_restored(_N).
+RESTORED_TAG = "_restored"
+RESTORED_NAME = re.compile(rf".*{RESTORED_TAG}(_\d+)?")
+INTERRUPTED_STATUS = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,14 +108,20 @@ def options_from(args: argparse.Namespace) -> RestoreOptions:
     )
 
 
-def expand_inputs(patterns: list[str]) -> tuple[list[Path], list[dict]]:
-    """Files from files, folders and globs, in order, each once; and report entries for bad patterns."""
+def expand_inputs(patterns: list[str], output_folder: Path) -> tuple[list[Path], list[dict]]:
+    """Files from files, folders and globs, in order, each once; and report entries for bad patterns.
+
+    A folder that is also the output folder holds this tool's earlier outputs, named
+    ``*_restored*``: they are not taken as inputs, so a rerun never restores them again.
+    """
     files: list[Path] = []
     problems: list[dict] = []
     for pattern in patterns:
         path = Path(pattern)
         if path.is_dir():
             found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if path.resolve() == output_folder.resolve():
+                found = [p for p in found if not RESTORED_NAME.fullmatch(p.stem)]
             if not found:
                 problems.append({"input": pattern, "error": f"folder {pattern} holds no images ({IMAGE_SUFFIXES})"})
         elif path.exists():
@@ -122,7 +145,7 @@ def output_path(source: Path, folder: Path, settings: WriteSettings, taken: set[
     number = 0
     while candidate.resolve() in taken:
         number += 1
-        candidate = folder / f"{source.stem}_restored{'' if number == 1 else f'_{number}'}{suffix}"
+        candidate = folder / f"{source.stem}{RESTORED_TAG}{'' if number == 1 else f'_{number}'}{suffix}"
     taken.add(candidate.resolve())
     return candidate, kind
 
@@ -150,25 +173,51 @@ def main(argv: list[str] | None = None) -> int:
         print(f"codeformer-restore: {error}", file=sys.stderr)
         return 2
     settings = WriteSettings(args.format, args.jpeg_quality, args.jpeg_subsampling)
-    files, entries = expand_inputs(args.inputs)
+    report_file = None if args.report in (None, "-") else Path(args.report)
+    if report_file is not None:
+        try:
+            report_file.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            print(f"codeformer-restore: cannot write the report {report_file}: {error}", file=sys.stderr)
+            return 2
+    files, entries = expand_inputs(args.inputs, args.output)
+    for stale in remove_stale_partials(args.output):
+        print(f"codeformer-restore: removed {stale.name}, left by a run that was killed", file=sys.stderr)
     started = time.perf_counter()
-    entries += run(files, model, options, args.output, settings, args.skip_existing)
-    elapsed = time.perf_counter() - started
+    interrupted = completed = False
+    try:
+        run(files, model, options, args.output, settings, args.skip_existing, entries)
+        completed = True
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:  # the report is written however the run ends
+        elapsed = time.perf_counter() - started
+        write_report(args.report, report_file, entries, elapsed, cut=not completed)
     failed = [entry for entry in entries if entry.get("error")]
     faces = sum(len(entry.get("faces", [])) for entry in entries)
-    done = len(entries) - len(failed)
-    if args.report:
-        report = json.dumps({"images": entries, "seconds": round(elapsed, 3)}, indent=2)
-        if args.report == "-":
-            print(report)
-        else:
-            Path(args.report).write_text(report + "\n")
+    done = len([entry for entry in entries if "faces" in entry and not entry.get("error")])
     print(
         f"codeformer-restore: {done} image(s) restored, {len(failed)} failed, {faces} face(s) in {elapsed:.1f} s "
-        f"({done / elapsed if elapsed else 0:.2f} images/s, {faces / elapsed if elapsed else 0:.2f} faces/s)",
+        f"({done / elapsed if elapsed else 0:.2f} images/s, {faces / elapsed if elapsed else 0:.2f} faces/s)"
+        + (" - interrupted" if interrupted else ""),
         file=sys.stderr,
     )
+    if interrupted:
+        return INTERRUPTED_STATUS
     return 1 if failed else 0
+
+
+def write_report(target: str | None, file: Path | None, entries: list[dict], seconds: float, cut: bool) -> None:
+    """The JSON report to stdout (``-``) or atomically to ``file``; its ``interrupted`` says when it is partial."""
+    if target is None:
+        return
+    report = json.dumps({"images": entries, "seconds": round(seconds, 3), "interrupted": cut}, indent=2) + "\n"
+    if file is None:
+        print(report, end="")
+        return
+    temporary = file.with_name(f".{file.name}.{os.getpid()}{PARTIAL_SUFFIX}")
+    temporary.write_text(report)
+    os.replace(temporary, file)
 
 
 @dataclass
@@ -184,39 +233,51 @@ class Pending:
 
 def run(
     files: list[Path], model: torch.nn.Module, options: RestoreOptions, folder: Path, settings: WriteSettings,
-    skip_existing: bool,
+    skip_existing: bool, entries: list[dict] | None = None,
 ) -> list[dict]:  # fmt: skip
     """Restore each file; decoding and encoding happen in background threads.
 
     Images go through the pipeline in groups as large as a network chunk, so that the
     faces of several images fill one forward (on a CPU the chunk, and so the group, is 1).
+    Each image's report entry is appended to ``entries`` as soon as it is taken up, so a
+    report can be written however the run ends. An image another run is restoring right
+    now (see ``claims``) is left to it.
     """
     taken = {file.resolve() for file in files}
-    entries: list[dict] = []
+    entries = [] if entries is None else entries
     progress = Progress(len(files))
     group_size = options.chunk_size or auto_chunk_size(device_of(model))
-    with ThreadPoolExecutor(max_workers=PREFETCH, thread_name_prefix="codeformer-io") as pool:
-        writes: list[tuple[dict, Future]] = []
-        group: list[Pending] = []
-        for source, decoded in prefetch(pool, files, ahead=max(PREFETCH, group_size)):
-            destination, kind = output_path(source, folder, settings, taken)
-            entry: dict = {"input": str(source), "output": str(destination)}
-            entries.append(entry)
-            if skip_existing and destination.exists():
-                entry.update(skipped=True, faces=[], seconds=0.0)
-                progress.step(source, entry)
-                continue
-            group.append(Pending(entry, source, destination, kind, decoded))
-            if len(group) == group_size:
-                writes += restore_group(group, model, options, settings, pool, progress)
-                group = []
-        writes += restore_group(group, model, options, settings, pool, progress)
-        for entry, write in writes:
-            try:
-                write.result()
-            except (OSError, ValueError) as error:
-                entry.update(error=f"could not write {entry['output']}: {error}", output=None)
-    progress.close()
+    claimed: list[Path] = []
+    try:
+        with ThreadPoolExecutor(max_workers=PREFETCH, thread_name_prefix="codeformer-io") as pool:
+            writes: list[tuple[dict, Future]] = []
+            group: list[Pending] = []
+            for source, decoded in prefetch(pool, files, ahead=max(PREFETCH, group_size)):
+                destination, kind = output_path(source, folder, settings, taken)
+                entry: dict = {"input": str(source), "output": str(destination)}
+                entries.append(entry)
+                holder = claim(destination)
+                if holder is None:
+                    claimed.append(destination)
+                if holder is not None or (skip_existing and destination.exists()):
+                    note = {} if holder is None else {"note": f"another run (process {holder}) is restoring it"}
+                    entry.update(skipped=True, faces=[], seconds=0.0, **note)
+                    progress.step(source, entry)
+                    continue
+                group.append(Pending(entry, source, destination, kind, decoded))
+                if len(group) == group_size:
+                    writes += restore_group(group, model, options, settings, pool, progress)
+                    group = []
+            writes += restore_group(group, model, options, settings, pool, progress)
+            for entry, write in writes:
+                try:
+                    write.result()
+                except (OSError, ValueError) as error:
+                    entry.update(error=f"could not write {entry['output']}: {error}", output=None)
+    finally:
+        for destination in claimed:
+            release(destination)
+        progress.close()
     return entries
 
 
@@ -258,6 +319,8 @@ def _restore_decoded(
     for index, (item, image) in enumerate(decoded):
         faces = [dataclasses.replace(face, image_index=0) for face in result.faces if face.image_index == index]
         item.entry["faces"] = [face.to_dict() for face in faces]
+        if image.frames > 1:
+            item.entry["warning"] = f"{image.frames} frames (animated or multi-page): only the first was restored"
         write = pool.submit(write_image, result.images[index], item.destination, image, settings, item.kind)
         writes.append((item.entry, write))
     return writes
@@ -296,7 +359,7 @@ class Progress:
             return
         state = (
             "error" if entry.get("error") else "skipped" if entry.get("skipped") else f"{len(entry['faces'])} face(s)"
-        )
+        ) + (f" ({entry['warning']})" if entry.get("warning") else "")
         print(f"[{self.count}/{self.total}] {source.name}: {state}", file=sys.stderr)
 
     def close(self) -> None:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import load_pickle_safely
 from .errors import WeightsFileError
+from .pickles import load_pickle_safely
 
 DOWNLOAD_TIMEOUT_SECONDS = 60
 

@@ -6,9 +6,8 @@ Nothing here unpickles arbitrary objects: ``.pth``/``.pt``/``.ckpt`` files go th
 
 from __future__ import annotations
 
-import pickle
-import re
-import zipfile
+import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from safetensors.torch import load_file as load_safetensors
 
 from ..codeformer_arch import CodeFormerConfig
 from .errors import StateDictMismatchError, UnsupportedModelError, WeightsFileError
+from .pickles import load_pickle_safely
 
 PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt")
 SAFETENSORS_SUFFIX = ".safetensors"
@@ -32,10 +32,14 @@ CODEFORMER_KEYS = (
     "quantize.embedding.weight",
     "feat_emb.weight",
     "ft_layers.0.self_attn.in_proj_weight",
+    "ft_layers.0.linear1.weight",
     "idx_pred_layer.1.weight",
     "encoder.blocks.0.weight",
     "generator.blocks.0.weight",
 )
+# Keys whose shapes give the configuration: each must be a matrix.
+SHAPE_KEYS = ("position_emb", "quantize.embedding.weight", "ft_layers.0.linear1.weight")
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 # Keys that identify architectures users often confuse with CodeFormer, for the message.
 OTHER_ARCHITECTURES = {
@@ -58,10 +62,6 @@ TASK_SIGNATURES = {
     (1024, (32, 64, 128)): COLORIZATION,
     (512, (32, 64, 128)): INPAINTING,
 }
-
-# The line in which torch.load(weights_only=True) names a Python object (a pickle GLOBAL) it
-# refused to import; other refusals ("Unsupported operand") mean the bytes are no pickle at all.
-UNSAFE_OBJECT_REFUSAL = re.compile(r"^.*\bGLOBAL\b.*$", re.IGNORECASE | re.MULTILINE)
 
 StateDict = dict[str, torch.Tensor]
 
@@ -91,45 +91,23 @@ def read_state_dict(path: Path) -> StateDict:
 
 
 def check_weights_file(path: Path) -> None:
-    if not path.exists():
-        raise WeightsFileError(f"weights file {path} does not exist; check the path or put the file there.")
-    if path.is_dir():
+    """Refuse, with the reason, a path that is not a readable weights file."""
+    try:
+        status = path.stat()
+    except FileNotFoundError as error:
+        raise WeightsFileError(f"weights file {path} does not exist; check the path or put the file there.") from error
+    except PermissionError as error:
+        raise WeightsFileError(f"{path} cannot be read: permission denied; check the permissions") from error
+    except OSError as error:  # e.g. a symlink loop
+        raise WeightsFileError(f"{path} cannot be opened ({error.strerror or error}); check the path") from error
+    if stat.S_ISDIR(status.st_mode):
         raise WeightsFileError(f"{path} is a folder; give the path of a weights file inside it (e.g. codeformer.pth).")
-    if path.stat().st_size == 0:
+    if status.st_size == 0:
         raise WeightsFileError(f"weights file {path} is empty (0 bytes); an interrupted download? Fetch it again.")
     if path.suffix.lower() not in WEIGHT_SUFFIXES:
         raise WeightsFileError(f"{path} has suffix {path.suffix!r}; expected one of {', '.join(WEIGHT_SUFFIXES)}.")
-
-
-def load_pickle_safely(path: Path) -> object:
-    """``torch.load`` that refuses Python objects, with errors that name the file."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        refusal = UNSAFE_OBJECT_REFUSAL.search(str(error))
-        if refusal:
-            raise WeightsFileError(
-                f"{path} holds Python objects other than tensors, so it was not loaded: unpickling "
-                f"them could run arbitrary code ({refusal.group(0).strip()[:200]}). If you trust the file, "
-                "convert it to .safetensors with a tool you trust."
-            ) from error
-        raise _corrupt(path, error) from error
-    except PermissionError as error:
-        raise WeightsFileError(f"{path} cannot be read: permission denied; check the file's permissions") from error
-    except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, ValueError) as error:
-        raise _corrupt(path, error) from error
-
-
-def _corrupt(path: Path, error: Exception) -> WeightsFileError:
-    return WeightsFileError(
-        f"{path} could not be read as a torch checkpoint ({type(error).__name__}: {_first_line(error)}); "
-        "it is probably truncated or corrupt: download it again."
-    )
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else "no detail"
+    if not os.access(path, os.R_OK):
+        raise WeightsFileError(f"{path} cannot be read: permission denied; check the file's permissions")
 
 
 def unwrap_state_dict(loaded: object, path: Path) -> StateDict:
@@ -148,9 +126,31 @@ def unwrap_state_dict(loaded: object, path: Path) -> StateDict:
     tensors = {key: value for key, value in state.items() if isinstance(value, torch.Tensor)}
     if not tensors:
         raise UnsupportedModelError(f"{path} holds no tensors under keys {_preview(state)}.")
+    odd_keys = [repr(key) for key in tensors if not isinstance(key, str)]
+    if odd_keys:
+        raise UnsupportedModelError(
+            f"{path} holds tensors under keys that are not names ({', '.join(odd_keys[:4])}); "
+            "a state dict is keyed by parameter names: use an official checkpoint."
+        )
     if all(key.startswith("module.") for key in tensors):
         tensors = {key.removeprefix("module."): value for key, value in tensors.items()}
+    check_tensors(tensors, path)
     return tensors
+
+
+def check_tensors(tensors: StateDict, path: Path) -> None:
+    """Refuse weights that would load but not compute: not dense floating point, or not finite."""
+    for what, bad in (
+        ("are not dense tensors with data (sparse, or 'meta')", lambda t: t.layout != torch.strided or t.is_meta),
+        ("are not floating point", lambda t: t.dtype not in FLOAT_DTYPES),
+        ("hold NaN or infinite values", lambda t: not bool(torch.isfinite(t).all())),
+    ):
+        keys = [key for key, tensor in tensors.items() if bad(tensor)]
+        if keys:
+            raise StateDictMismatchError(
+                f"{path}: {len(keys)} weights {what} ({', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}); "
+                "the file is damaged or not a trained CodeFormer: download the official checkpoint again."
+            )
 
 
 def recognise(state_dict: StateDict, path: Path) -> Recognised:
@@ -161,8 +161,18 @@ def recognise(state_dict: StateDict, path: Path) -> Recognised:
             f"{path} is not a CodeFormer checkpoint: {_guess_architecture(state_dict)}; "
             f"it lacks {', '.join(missing[:4])}. Pick a CodeFormer file (e.g. codeformer.pth)."
         )
+    flat = [key for key in SHAPE_KEYS if state_dict[key].ndim != 2]
+    fuse_levels = {key.split(".")[1] for key in state_dict if key.startswith("fuse_convs_dict.")}
+    odd_levels = sorted(level for level in fuse_levels if not level.isdigit())
+    if flat or odd_levels:
+        detail = [f"{key} is {state_dict[key].ndim}-D, not 2-D" for key in flat]
+        detail += [f"fuse_convs_dict.{level} names no feature-map size" for level in odd_levels]
+        raise StateDictMismatchError(
+            f"{path} does not fit the CodeFormer network: {'; '.join(detail)}. The file may be damaged "
+            "or from a modified model; use an official checkpoint."
+        )
     codebook_size = state_dict["quantize.embedding.weight"].shape[0]
-    connect_sizes = tuple(sorted({int(key.split(".")[1]) for key in state_dict if key.startswith("fuse_convs_dict.")}))
+    connect_sizes = tuple(sorted(int(level) for level in fuse_levels))
     task = TASK_SIGNATURES.get((codebook_size, connect_sizes))
     if task is None:
         known = "; ".join(

@@ -11,6 +11,7 @@ import torch
 
 from ..codeformer_arch import CodeFormer, CodeFormerConfig
 from .checkpoint import check_keys, read_state_dict, recognise
+from .errors import WeightsFileError
 from .precision import FLOAT32, Precision, choose_precision
 
 MAX_CACHED_MODELS = 2
@@ -42,7 +43,9 @@ class LoadedCodeFormer(CodeFormer):
         self.description = description
 
 
-CacheKey = tuple[str, int, int, str, Precision]
+# (path, inode, size, mtime, ctime, device, precision): a file rewritten in place changes its
+# ctime even when its size and mtime are kept (ctime cannot be set back), so it is reloaded.
+CacheKey = tuple[str, int, int, int, int, str, Precision]
 _cache: OrderedDict[CacheKey, LoadedCodeFormer] = OrderedDict()
 
 
@@ -55,8 +58,9 @@ def load_codeformer(
 
     The configuration and task come from the weights themselves, never from the file
     name. Pickled files are read with ``weights_only=True``, so no code in them runs.
-    Loaded networks are cached by (path, size, mtime, device, precision): a second call is
-    free and a changed file is reloaded. Callers share a cached network; one that was moved
+    Loaded networks are cached by (path, inode, size, mtime, ctime, device, precision): a
+    second call is free and a changed file is reloaded, even one rewritten in place with
+    its size and mtime kept. Callers share a cached network; one that was moved
     or cast since is rebuilt rather than handed out.
 
     Args:
@@ -65,13 +69,16 @@ def load_codeformer(
         precision: a name of :data:`PRECISIONS` (``auto``: code-exact, the fastest this
             device runs natively) or a :class:`Precision` (e.g. ``Precision(torch.float64)``).
     """
-    resolved = Path(path).expanduser().resolve()
+    try:
+        resolved = Path(path).expanduser().resolve()
+    except RuntimeError as error:  # a symlink loop
+        raise WeightsFileError(f"{path} cannot be opened ({error}); check the path") from error
     target_device = torch.device(device or "cpu")
     target = precision if isinstance(precision, Precision) else choose_precision(precision, target_device)
     stat = resolved.stat() if resolved.is_file() else None
     key: CacheKey | None = None
     if stat is not None:
-        key = (str(resolved), stat.st_size, stat.st_mtime_ns, str(target_device), target)
+        key = (str(resolved), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, str(target_device), target)
         cached = _cache.get(key)
         parameter = next(cached.parameters(), None) if cached is not None else None
         current = None if parameter is None else (parameter.device, parameter.dtype, cached.generator_dtype)

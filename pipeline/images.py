@@ -14,37 +14,40 @@ GREY_TOLERANCE_LEVELS = 10
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 ImageInput = torch.Tensor | np.ndarray | Sequence[torch.Tensor | np.ndarray]
+# Integer dtypes read as levels, and their full scale.
+INTEGER_LEVELS = {torch.uint8: 255.0, torch.uint16: 65535.0}
 
 
 def as_image_list(images: ImageInput) -> list[torch.Tensor]:
     """Float32 (H, W, C) tensors in [0, 1] on the CPU, C in {1, 3, 4}.
 
-    Float CPU tensors come back as views of the caller's storage: the pipeline only reads them.
-
-    Accepts a (B, H, W, C) float batch (ComfyUI's IMAGE), one (H, W, C) image, or a list of
-    float tensors or uint8 / uint16 arrays ((H, W) for grey).
+    Accepts a (B, H, W, C) batch (ComfyUI's IMAGE), one (H, W, C) or (H, W) image, or a list
+    of them, as torch tensors or numpy arrays: floats in [0, 1], or uint8 / uint16 levels.
+    Float values outside [0, 1] (an upscaler or a VAE can overshoot) are clamped; other
+    integer types are refused, not guessed. In-range float CPU tensors come back as views of
+    the caller's storage: the pipeline only reads them.
     """
-    if isinstance(images, torch.Tensor) and images.ndim == 4:
-        items: Sequence[torch.Tensor | np.ndarray] = list(images)
-    elif isinstance(images, (torch.Tensor, np.ndarray)):
-        items = [images]
-    else:
+    if isinstance(images, (torch.Tensor, np.ndarray)):
+        items: Sequence[object] = list(images) if images.ndim == 4 else [images]
+    elif isinstance(images, Sequence) and not isinstance(images, (str, bytes)):
         items = images
+    else:
+        raise TypeError(f"images must be a tensor or array, or a list of them; got {_describe(images)}")
     return [_as_float_image(item, index) for index, item in enumerate(items)]
 
 
-def _as_float_image(image: torch.Tensor | np.ndarray, index: int) -> torch.Tensor:
+def _as_float_image(image: object, index: int) -> torch.Tensor:
     if isinstance(image, np.ndarray):
-        if image.dtype == np.uint8:
-            tensor = torch.from_numpy(image.astype(np.float32) / 255.0)
-        elif image.dtype == np.uint16:
-            tensor = torch.from_numpy(image.astype(np.float32) / 65535.0)
-        elif np.issubdtype(image.dtype, np.floating):
-            tensor = torch.from_numpy(image.astype(np.float32))
-        else:
-            raise TypeError(f"image {index}: unsupported array dtype {image.dtype}; use uint8, uint16 or float")
+        image = torch.from_numpy(image.astype(image.dtype.newbyteorder("=")) if image.dtype.byteorder == ">" else image)
+    if not isinstance(image, torch.Tensor):
+        raise TypeError(f"image {index} must be a tensor or array; got {_describe(image)}")
+    tensor = image.detach()
+    if tensor.dtype in INTEGER_LEVELS:
+        tensor = tensor.to("cpu", torch.float32) / INTEGER_LEVELS[tensor.dtype]
+    elif tensor.is_floating_point():
+        tensor = tensor.to("cpu", torch.float32)
     else:
-        tensor = image.detach().to("cpu", torch.float32)
+        raise TypeError(f"image {index} has dtype {tensor.dtype}; give floats in [0, 1], or uint8 / uint16 levels")
     if tensor.ndim == 2:
         tensor = tensor[..., None]
     if tensor.ndim != 3 or tensor.shape[2] not in (1, 3, 4):
@@ -58,7 +61,19 @@ def _as_float_image(image: torch.Tensor | np.ndarray, index: int) -> torch.Tenso
             f"image {index} holds NaN or infinite values; fix the node or file that produced it "
             "(a VAE decode in the wrong precision often does this)"
         )
+    if tensor.min() < 0 or tensor.max() > 1:
+        tensor = tensor.clamp(0, 1)
     return tensor
+
+
+def _describe(value: object) -> str:
+    """A value's type, with the fix for the mistakes callers make most."""
+    name = type(value).__name__
+    if isinstance(value, (str, bytes)) or hasattr(value, "__fspath__"):
+        return f"a path ({name}); read the file first, e.g. codeformer_nodes.cli.imageio.read_image(path).pixels"
+    if hasattr(value, "getbands"):
+        return f"a PIL image ({name}); convert it first, e.g. numpy.asarray(image)"
+    return name
 
 
 def to_uint8_rgb(image: torch.Tensor) -> np.ndarray:

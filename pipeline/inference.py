@@ -62,6 +62,11 @@ def run_network(
                 out = model(network_input.to(device, dtype), w=w, adain=adain)[0]
             if holes is not None:
                 out = blend_inpainting(x.to(out.device), out.float(), holes)
+            if not bool(torch.isfinite(out).all()):
+                raise ValueError(
+                    f"the network gave NaN or infinite pixels for faces {start + 1}-{start + batch.shape[0]} of "
+                    f"{total}; its weights are probably damaged: load the official checkpoint again"
+                )
         except torch.OutOfMemoryError:
             if chunk == 1:
                 raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from codeformer_nodes import (
     load_codeformer,
 )
 from codeformer_nodes.cli.convert import main as convert_main
-from codeformer_nodes.models import Precision, clear_model_cache, read_state_dict
+from codeformer_nodes.models import Precision, clear_model_cache, read_state_dict, recognise
 
 
 @pytest.fixture
@@ -77,12 +78,27 @@ def test_pickled_code_never_runs(tmp_path):
 
     path = tmp_path / "codeformer.pth"
     torch.save({"params_ema": {"position_emb": Payload()}}, path)
-    with pytest.raises(WeightsFileError, match="could run arbitrary code") as error:
+    with pytest.raises(WeightsFileError, match="refused: it would run code") as error:
         load_codeformer(path)
-    assert str(path) in str(error.value)
+    assert str(path) in str(error.value) and "posix.system" in str(error.value)
     assert not marker.exists()
     torch.load(path, weights_only=False)  # proves the payload is live: an unsafe loader runs it
     assert marker.exists()
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4, 5])
+def test_plain_pickles_with_code_are_refused_as_code_never_as_corrupt(tmp_path, protocol):
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    path = tmp_path / "codeformer.pth"
+    path.write_bytes(pickle.dumps({"params_ema": {"position_emb": Payload()}}, protocol=protocol))
+    with pytest.raises(WeightsFileError) as error:
+        load_codeformer(path)
+    message = str(error.value)
+    assert "refused: it would run code" in message and "system" in message
+    assert "corrupt" not in message and "weights_only" not in message
 
 
 @pytest.mark.parametrize(
@@ -197,6 +213,12 @@ def test_cache_reuses_and_reloads_a_changed_file(tmp_path, monkeypatch):
         assert reloaded is not first
         assert load_codeformer(path, precision=Precision(torch.float64)) is not reloaded
         assert len(calls) == 3
+        same_size = path.read_bytes().replace(b"position_emb", b"position_emc")  # rewritten in place
+        with path.open("r+b") as file:
+            file.write(same_size)
+        os.utime(path, ns=(first_stat.st_atime_ns, first_stat.st_mtime_ns + 10**9))  # size and mtime as before
+        assert load_codeformer(path) is not reloaded and len(calls) == 4
+        calls.pop()
         for index in range(4):
             load_codeformer(small_checkpoint(tmp_path / f"other{index}.pth"))
         load_codeformer(path)
@@ -220,3 +242,44 @@ def test_convert_refuses_a_non_codeformer_file(tmp_path, capsys):
     assert convert_main([str(source), str(tmp_path / "out.safetensors")]) == 1
     assert "GFPGAN" in capsys.readouterr().err
     assert not (tmp_path / "out.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda sd: sd.pop("ft_layers.0.linear1.weight"), "lacks ft_layers.0.linear1.weight"),
+        (lambda sd: sd.__setitem__(7, torch.zeros(1)), "keys that are not names"),
+        (lambda sd: sd.__setitem__("position_emb", torch.zeros(256)), "position_emb is 1-D"),
+        (lambda sd: sd.__setitem__("fuse_convs_dict.abc.scale.0.bias", torch.zeros(1)), "names no feature-map size"),
+        (lambda sd: sd.__setitem__("feat_emb.bias", torch.zeros(512, dtype=torch.int32)), "not floating point"),
+        (lambda sd: sd.__setitem__("feat_emb.bias", torch.zeros(512).to_sparse()), "not dense"),
+        (lambda sd: sd.__setitem__("feat_emb.bias", torch.empty(512, device="meta")), "not dense"),
+        (lambda sd: sd.__setitem__("feat_emb.bias", torch.full((512,), float("nan"))), "NaN or infinite"),
+    ],
+)
+def test_malformed_state_dicts_get_named_errors(restoration, tmp_path, change, message):
+    broken = dict(restoration)
+    change(broken)
+    with pytest.raises((UnsupportedModelError, StateDictMismatchError), match=message) as error:
+        unwrap_and_recognise(broken, tmp_path / "codeformer.pth")
+    assert "codeformer.pth" in str(error.value)
+
+
+def unwrap_and_recognise(state_dict: dict, path: Path) -> None:
+    """What loading does with a state dict before building the network (no file round trip)."""
+    from codeformer_nodes.models.checkpoint import unwrap_state_dict
+
+    recognise(unwrap_state_dict({"params_ema": state_dict}, path), path)
+
+
+def test_unreadable_and_looping_paths_are_named(tmp_path):
+    loop = tmp_path / "loop.pth"
+    loop.symlink_to(loop)
+    with pytest.raises(WeightsFileError, match="cannot be opened"):
+        load_codeformer(loop)
+    if os.geteuid() != 0:  # root reads anything
+        locked = tmp_path / "locked.safetensors"
+        locked.write_bytes(b"x" * 16)
+        locked.chmod(0)
+        with pytest.raises(WeightsFileError, match="permission denied"):
+            load_codeformer(locked)

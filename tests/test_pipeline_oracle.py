@@ -15,6 +15,7 @@ import torch
 from codeformer_nodes import RestoreOptions, paste_faces, restore_faces
 from codeformer_nodes.pipeline.faces import find_faces
 
+from ..benchmarks.scenes import crowd_rgb
 from .conftest import TESTDATA
 
 PHOTOS = ("group_small.jpg", "group_four.png")
@@ -109,17 +110,6 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 # The restored faces are a cheap stand-in, identical on both sides: each crop mirrored, which (unlike
 # a change of each pixel on its own) gives overlapping faces different content, as a restoration
 # does. No network runs here: what is compared is the paste (order, upscale, parse mask, borders, grey).
-
-
-def crowd_rgb() -> np.ndarray:
-    """Eight faces in two rows whose paste squares overlap: each face of group_four.png cut as a
-    170-pixel strip, the strips side by side, and a mirrored copy of the row, shifted, below."""
-    photo = read_rgb("group_four.png")
-    centres = (214, 471, 693, 934)  # face centres in x
-    row = np.concatenate([photo[50:280, x - 85 : x + 85] for x in centres], axis=1)
-    mirrored = row[:, ::-1]
-    below = np.concatenate([mirrored[:, 40:], np.full_like(mirrored[:, :40], 128)], axis=1)
-    return np.ascontiguousarray(np.concatenate([row, below], axis=0))
 
 
 def grey_rgb() -> np.ndarray:
