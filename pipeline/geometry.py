@@ -137,11 +137,13 @@ def crop_coverage(source: torch.Tensor) -> torch.Tensor:
 
 def erode(mask: torch.Tensor, size: int) -> torch.Tensor:
     """``cv2.erode`` of an (h, w) mask with a size x size square (anchor at its centre; borders never
-    erode). Size 0 means 3, as in OpenCV, where an empty kernel is a 3x3 square."""
+    erode). Size 0 means 3, as in OpenCV, where an empty kernel is a 3x3 square. The square is
+    taken as a row then a column, so the cost grows with its side, not its area."""
     size = size or 3
     before, after = size // 2, size - 1 - size // 2
     padded = F.pad(mask[None, None], (before, after, before, after), value=float("inf"))
-    return -F.max_pool2d(-padded, size, stride=1)[0, 0]
+    rows = -F.max_pool2d(-padded, (size, 1), stride=1)
+    return -F.max_pool2d(-rows, (1, size), stride=1)[0, 0]
 
 
 def gaussian_blur(mask: torch.Tensor, size: int, sigma: float = 0.0) -> torch.Tensor:

@@ -61,7 +61,8 @@ def _as_float_image(image: object, index: int) -> torch.Tensor:
             f"image {index} holds NaN or infinite values; fix the node or file that produced it "
             "(a VAE decode in the wrong precision often does this)"
         )
-    if tensor.min() < 0 or tensor.max() > 1:
+    low, high = torch.aminmax(tensor)
+    if low < 0 or high > 1:
         tensor = tensor.clamp(0, 1)
     return tensor
 
