@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 
 from ..models import PRECISION_HELP, PRECISIONS, TASKS, CodeFormerWeightsError, load_codeformer
+from ..models.checkpoint import RESTORATION
+from ..models.official import OFFICIAL_CHECKPOINTS
 from ..pipeline import FidelityRamp, RestoreOptions, restore_faces
 from ..pipeline.detection import DEFAULT_CONFIDENCE, DEFAULT_DETECTION_SIZE, DEFAULT_DETECTOR, DETECTORS
 from ..pipeline.inference import auto_chunk_size, device_of
@@ -58,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="codeformer-restore", description=__doc__.splitlines()[0])
     parser.add_argument("inputs", nargs="*", help="image files, folders or glob patterns")
     parser.add_argument("-o", "--output", type=Path, help="output folder")
-    parser.add_argument("--model", type=Path, help="CodeFormer weights (.pth or .safetensors)")
+    model_help = "CodeFormer weights (.pth or .safetensors); default: the official checkpoint of --task "
+    model_help += "(codeformer.pth), fetched into the per-user cache when first needed"
+    parser.add_argument("--model", help=model_help)
     parser.add_argument("--task", choices=("auto", *TASKS), default="auto",
                         help="what the checkpoint does (auto: read from it); a mismatch is an error")  # fmt: skip
     parser.add_argument("--weights-dir", type=Path, help="folder with detector / parser weights")
@@ -158,16 +162,17 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
     if args.export_workflow:
-        model_name = args.model.name if args.model else "codeformer.pth"
+        model_name = Path(args.model).name if args.model else OFFICIAL_CHECKPOINTS[options.task or RESTORATION].name
         workflow = export_workflow(options, model_name, args.precision, "example.png")
         args.export_workflow.write_text(json.dumps(workflow, indent=2) + "\n")
         print(f"wrote {args.export_workflow}", file=sys.stderr)
         return 0
-    if not args.inputs or args.output is None or args.model is None:
-        parser.error("give INPUT..., -o OUTDIR and --model (or --export-workflow FILE)")
+    if not args.inputs or args.output is None:
+        parser.error("give INPUT... and -o OUTDIR (or --export-workflow FILE)")
     try:
         device = torch.device(args.device)
-        model = load_codeformer(args.model, device=device, precision=args.precision)
+        weights = args.model or OFFICIAL_CHECKPOINTS[options.task or RESTORATION].name
+        model = load_codeformer(weights, device=device, precision=args.precision)
         resolve_task(model, options)
     except (CodeFormerWeightsError, ValueError, RuntimeError, AssertionError) as error:  # bad or absent device
         print(f"codeformer-restore: {error}", file=sys.stderr)

@@ -1,64 +1,75 @@
-"""Find (and, when the network allows, download) the helper networks' weights.
+"""The helper networks' weights: the face detectors (RetinaFace) and the face parser (ParseNet).
 
-The face detector (RetinaFace) and the face parser (ParseNet) come from facexlib's
-releases. A file is looked for in the caller's folder (inside ComfyUI, the nodes give
-``models/facedetection``), then in a per-user cache. A missing file is downloaded to
-a temporary file, checked to load as the expected network, and only then moved into
-place, so a half-written file never sits where the next run would trust it.
+They come from facexlib's releases, pinned by their published size and SHA-256. A file is
+looked for in the caller's folder (inside ComfyUI, the nodes give ``models/facedetection``),
+then in a per-user cache, and fetched into the first of them when missing.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-import urllib.error
-import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
 
+from .downloads import PinnedFile, ProgressCallback, locate, user_cache_dir
 from .errors import WeightsFileError
 from .pickles import load_pickle_safely
 
-DOWNLOAD_TIMEOUT_SECONDS = 60
+_FACEXLIB_RELEASES = "https://github.com/xinntao/facexlib/releases/download"
 
 
 @dataclass(frozen=True)
 class AuxiliaryWeights:
-    """A helper network's weights: file name, official URL, identifying keys."""
+    """A helper network's weights: the pinned file, and the keys that identify the network."""
 
-    file_name: str
-    url: str
+    file: PinnedFile
     required_keys: tuple[str, ...]
 
+    @property
+    def file_name(self) -> str:
+        return self.file.name
 
-_FACEXLIB_RELEASES = "https://github.com/xinntao/facexlib/releases/download"
+
+def _helper(name: str, release: str, size: int, sha256: str, keys: tuple[str, ...]) -> AuxiliaryWeights:
+    url = f"{_FACEXLIB_RELEASES}/{release}/{name}"
+    return AuxiliaryWeights(PinnedFile(name, url, size, sha256, partial(_state_dict_with, keys, name, url)), keys)
+
+
+def _state_dict_with(keys: tuple[str, ...], name: str, url: str, path: Path) -> dict[str, torch.Tensor]:
+    """The file's state dict (``module.`` prefixes dropped), if it holds ``keys``; else a named error."""
+    loaded = load_pickle_safely(path)
+    if not isinstance(loaded, Mapping):
+        raise WeightsFileError(f"{path} holds {type(loaded).__name__}, not a state dict; download {url} again.")
+    state_dict = {str(key).removeprefix("module."): value for key, value in loaded.items()}
+    missing = [key for key in keys if key not in state_dict]
+    if missing:
+        raise WeightsFileError(
+            f"{path} does not hold the network {name} should (missing {', '.join(missing)}); download {url} again."
+        )
+    return state_dict
+
 
 DETECTOR_WEIGHTS = {
-    "retinaface_resnet50": AuxiliaryWeights(
-        "detection_Resnet50_Final.pth",
-        f"{_FACEXLIB_RELEASES}/v0.1.0/detection_Resnet50_Final.pth",
+    "retinaface_resnet50": _helper(
+        "detection_Resnet50_Final.pth", "v0.1.0", 109_497_761,
+        "6d1de9c2944f2ccddca5f5e010ea5ae64a39845a86311af6fdf30841b0a5a16d",
         ("body.conv1.weight", "ClassHead.0.conv1x1.weight"),
     ),
-    "retinaface_mobile0.25": AuxiliaryWeights(
-        "detection_mobilenet0.25_Final.pth",
-        f"{_FACEXLIB_RELEASES}/v0.1.0/detection_mobilenet0.25_Final.pth",
+    "retinaface_mobile0.25": _helper(
+        "detection_mobilenet0.25_Final.pth", "v0.1.0", 1_789_735,
+        "38ec7bb3c9cbfe2f40edabc05fab970a6d648747cbc534092be85d5eb9b37ed0",
         ("body.stage1.0.0.weight", "ClassHead.0.conv1x1.weight"),
     ),
-}
+}  # fmt: skip
 
-PARSENET_WEIGHTS = AuxiliaryWeights(
-    "parsing_parsenet.pth",
-    f"{_FACEXLIB_RELEASES}/v0.2.2/parsing_parsenet.pth",
+PARSENET_WEIGHTS = _helper(
+    "parsing_parsenet.pth", "v0.2.2", 85_331_193,
+    "3d558d8d0e42c20224f13cf5a29c79eba2d59913419f945545d8cf7b72920de2",
     ("encoder.0.conv2d.weight",),
-)
-
-
-def user_cache_dir() -> Path:
-    """Per-user cache folder for downloaded helper weights (XDG_CACHE_HOME honoured)."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "codeformer_nodes"
+)  # fmt: skip
 
 
 def search_folders(explicit_dir: str | Path | None) -> list[Path]:
@@ -66,56 +77,12 @@ def search_folders(explicit_dir: str | Path | None) -> list[Path]:
 
 
 def find_auxiliary_weights(
-    weights: AuxiliaryWeights, explicit_dir: str | Path | None = None, download: bool = True
+    weights: AuxiliaryWeights, explicit_dir: str | Path | None = None, progress: ProgressCallback | None = None
 ) -> Path:
-    """Path of an existing weights file, downloading it into the first writable folder if needed."""
-    folders = search_folders(explicit_dir)
-    for folder in folders:
-        if (folder / weights.file_name).is_file():
-            return folder / weights.file_name
-    searched = ", ".join(str(folder) for folder in folders)
-    if not download:
-        raise WeightsFileError(
-            f"{weights.file_name} was not found (searched {searched}). Download {weights.url} into one of them."
-        )
-    target_folder = folders[0]
-    try:
-        return download_weights(weights, target_folder)
-    except (urllib.error.URLError, TimeoutError, OSError) as error:
-        raise WeightsFileError(
-            f"{weights.file_name} was not found (searched {searched}) and could not be downloaded from "
-            f"{weights.url} ({error}). Download it by hand into one of those folders."
-        ) from error
-
-
-def download_weights(weights: AuxiliaryWeights, folder: Path) -> Path:
-    """Download to a temporary file in ``folder``, check it, then move it into place."""
-    folder.mkdir(parents=True, exist_ok=True)
-    handle, temporary_name = tempfile.mkstemp(dir=folder, prefix=f".{weights.file_name}.", suffix=".partial")
-    temporary = Path(temporary_name)
-    try:
-        with (
-            os.fdopen(handle, "wb") as file,
-            urllib.request.urlopen(weights.url, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response,
-        ):
-            while chunk := response.read(1 << 20):
-                file.write(chunk)
-        check_auxiliary_weights(weights, temporary)
-        destination = folder / weights.file_name
-        os.replace(temporary, destination)
-        return destination
-    finally:
-        temporary.unlink(missing_ok=True)
+    """Path of the weights file, fetched (pinned) into the first folder searched if no folder has it."""
+    return locate(weights.file, search_folders(explicit_dir), progress)
 
 
 def check_auxiliary_weights(weights: AuxiliaryWeights, path: Path) -> dict[str, torch.Tensor]:
     """Load a helper network's state dict safely and check that it is the expected network."""
-    state_dict = load_pickle_safely(path)
-    state_dict = {key.removeprefix("module."): value for key, value in state_dict.items()}
-    missing = [key for key in weights.required_keys if key not in state_dict]
-    if missing:
-        raise WeightsFileError(
-            f"{path} does not hold the network {weights.file_name} should (missing {', '.join(missing)}); "
-            f"download {weights.url} again."
-        )
-    return state_dict
+    return _state_dict_with(weights.required_keys, weights.file.name, weights.file.url, path)

@@ -12,6 +12,7 @@ import torch
 from ..codeformer_arch import CodeFormer, CodeFormerConfig
 from .checkpoint import check_keys, read_state_dict, recognise
 from .errors import WeightsFileError
+from .official import OFFICIAL_NAMES, official_checkpoint
 from .precision import FLOAT32, Precision, choose_precision
 
 MAX_CACHED_MODELS = 2
@@ -64,13 +65,19 @@ def load_codeformer(
     or cast since is rebuilt rather than handed out.
 
     Args:
-        path: the weights file.
+        path: the weights file; a bare official name (``codeformer.pth``,
+            ``codeformer_colorization.pth``, ``codeformer_inpainting.pth``) that is no file
+            here means the official checkpoint, from the per-user cache, fetched (checked)
+            when first needed.
         device: where the network runs; CPU by default.
         precision: a name of :data:`PRECISIONS` (``auto``: code-exact, the fastest this
             device runs natively) or a :class:`Precision` (e.g. ``Precision(torch.float64)``).
     """
+    given = Path(path).expanduser()
+    if given.name == str(path) and given.name in OFFICIAL_NAMES and not given.exists():
+        given = official_checkpoint(given.name)  # a bare official name: the per-user copy, fetched if needed
     try:
-        resolved = Path(path).expanduser().resolve()
+        resolved = given.resolve()
     except RuntimeError as error:  # a symlink loop
         raise WeightsFileError(f"{path} cannot be opened ({error}); check the path") from error
     target_device = torch.device(device or "cpu")

@@ -19,7 +19,6 @@ from . import host
 
 CATEGORY = "image/restoration/CodeFormer"
 FACE_SELECTION_CHOICES = (*FACE_SELECTIONS, "indices")
-NO_MODEL_FILES = "(no CodeFormer weights found: put codeformer.pth in models/facerestore_models)"
 
 
 @dataclass(frozen=True)
@@ -40,7 +39,8 @@ class DetectedFaces:
 
 
 class CodeFormerModelLoader:
-    """Load CodeFormer weights from ``models/facerestore_models`` (any file name)."""
+    """Load CodeFormer weights from ``models/facerestore_models`` (any file name); the official
+    checkpoints are offered even before they are there, and fetched (checked) when chosen."""
 
     CATEGORY = CATEGORY
     RETURN_TYPES = ("CODEFORMER_MODEL", "STRING")
@@ -50,7 +50,7 @@ class CodeFormerModelLoader:
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
-        files = host.model_files() or [NO_MODEL_FILES]
+        files = host.model_files()
         precision = (list(PRECISIONS), {"default": "auto", "tooltip": PRECISION_HELP})
         return {"required": {"model_name": (files,), "precision": precision}}
 

@@ -15,6 +15,7 @@ import torch
 
 from ..models import ModelDescription, Precision, build_codeformer, choose_precision
 from ..models.checkpoint import WEIGHT_SUFFIXES
+from ..models.official import OFFICIAL_NAMES, official_checkpoint
 
 MODEL_FOLDER = "facerestore_models"
 # Where ComfyUI packs (facerestore_cf, ReActor) keep the face detector and parser weights.
@@ -95,10 +96,12 @@ def register_model_folder() -> None:
 
 
 def model_files() -> list[str]:
+    """The weights in ``facerestore_models``, then the official checkpoints not there yet (fetched on use)."""
     import folder_paths
 
     register_model_folder()
-    return folder_paths.get_filename_list(MODEL_FOLDER)
+    present = folder_paths.get_filename_list(MODEL_FOLDER)
+    return [*present, *(name for name in OFFICIAL_NAMES if name not in present)]
 
 
 def model_folders() -> list[str]:
@@ -120,6 +123,10 @@ def resolve_model_file(name: str) -> Path:
 
     register_model_folder()
     path = folder_paths.get_full_path(MODEL_FOLDER, name)
+    if path is None and name in OFFICIAL_NAMES:
+        folder = Path(model_folders()[0])
+        LOG.info("CodeFormer: fetching %s into %s", name, folder)
+        return official_checkpoint(name, [folder], progress_bar())
     if path is None:
         raise FileNotFoundError(
             f"CodeFormer weights {name!r} not found. Put codeformer.pth (from the official CodeFormer "
@@ -139,6 +146,18 @@ def load_managed_model(path: Path, precision: str) -> CodeFormerModel:
         network, load_device=device, offload_device=model_management.unet_offload_device()
     )
     return CodeFormerModel(patcher=patcher, description=network.description, precision=chosen)
+
+
+def progress_bar() -> Callable[[int, int | None], None]:
+    """ComfyUI's progress bar for a task of (done, total) units, e.g. bytes of a download."""
+    import comfy.utils
+
+    bar = comfy.utils.ProgressBar(1)
+
+    def update(done: int, total: int | None) -> None:
+        bar.update_absolute(done, total or max(done, 1))
+
+    return update
 
 
 def progress_callback(total_hint: int = 1) -> Callable[[int, int], None]:

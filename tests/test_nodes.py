@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from codeformer_nodes.models import Precision
+from codeformer_nodes.models import Precision, WeightsFileError
+from codeformer_nodes.models.downloads import MIRROR_VARIABLE
 from codeformer_nodes.nodes import host
 from codeformer_nodes.nodes.codeformer import (
-    NO_MODEL_FILES,
     CodeFormerFidelity,
     CodeFormerModelLoader,
     CodeFormerPasteFaces,
@@ -78,20 +78,24 @@ def restore_inputs(**changes) -> dict:
     return {**inputs, **changes}
 
 
-def test_loader_registers_folder_lists_files_and_loads_by_keys(comfy, tmp_path, recipe_checkpoint):
+def test_loader_registers_folder_lists_files_and_loads_by_keys(comfy, tmp_path, recipe_checkpoint, monkeypatch):
     import folder_paths
 
+    official = ["codeformer.pth", "codeformer_colorization.pth", "codeformer_inpainting.pth"]
     folder_paths.folder_names_and_paths["facerestore_models"] = (["/elsewhere/theirs"], {".onnx"})
-    assert CodeFormerModelLoader.INPUT_TYPES()["required"]["model_name"][0] == [NO_MODEL_FILES]
+    assert CodeFormerModelLoader.INPUT_TYPES()["required"]["model_name"][0] == official, "offered while absent"
     paths, extensions = folder_paths.folder_names_and_paths["facerestore_models"]
     assert paths[0] == "/elsewhere/theirs" and {".onnx", ".pth", ".safetensors"} <= set(extensions)
+    monkeypatch.setenv(MIRROR_VARIABLE, "http://127.0.0.1:9")  # offline: choosing one tries to fetch it
+    with pytest.raises(WeightsFileError, match="codeformer.pth is in none of /elsewhere/theirs"):
+        CodeFormerModelLoader().load("codeformer.pth", "auto")
     with pytest.raises(FileNotFoundError, match="facerestore_models"):
-        CodeFormerModelLoader().load(NO_MODEL_FILES, "auto")
+        CodeFormerModelLoader().load("mine.pth", "auto")
 
     folder = tmp_path / "models" / "facerestore_models"
     folder.mkdir(parents=True)
     (folder / "codeformer-v0.1.0.pth").symlink_to(recipe_checkpoint)
-    assert CodeFormerModelLoader.INPUT_TYPES()["required"]["model_name"][0] == ["codeformer-v0.1.0.pth"]
+    assert CodeFormerModelLoader.INPUT_TYPES()["required"]["model_name"][0] == ["codeformer-v0.1.0.pth", *official]
     model, task = CodeFormerModelLoader().load("codeformer-v0.1.0.pth", "auto")
     assert task == model.description.task == "restoration" and model.precision.keeps_codes
     with pytest.raises(ValueError, match="fp16 is for CUDA"):

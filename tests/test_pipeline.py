@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,7 +11,8 @@ import torch
 
 from codeformer_nodes import FidelityRamp, RestoreOptions, restore_faces
 from codeformer_nodes.models import WeightsFileError
-from codeformer_nodes.models.auxiliary import DETECTOR_WEIGHTS, AuxiliaryWeights, find_auxiliary_weights
+from codeformer_nodes.models.auxiliary import DETECTOR_WEIGHTS, find_auxiliary_weights
+from codeformer_nodes.models.downloads import MIRROR_VARIABLE
 from codeformer_nodes.pipeline.detection import load_detector
 from codeformer_nodes.pipeline.tasks import inpaint_crop_masks
 
@@ -187,27 +187,24 @@ def test_bad_options_are_refused(change, message):
 
 def test_missing_detector_names_file_url_and_folders(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv(MIRROR_VARIABLE, "http://127.0.0.1:9")  # offline
     with pytest.raises(WeightsFileError) as error:
-        find_auxiliary_weights(DETECTOR_WEIGHTS["retinaface_resnet50"], tmp_path / "mine", download=False)
+        find_auxiliary_weights(DETECTOR_WEIGHTS["retinaface_resnet50"], tmp_path / "mine")
     message = str(error.value)
-    assert "detection_Resnet50_Final.pth" in message and "https://" in message
+    assert "detection_Resnet50_Final.pth" in message and "http://127.0.0.1:9" in message
     assert str(tmp_path / "mine") in message and str(tmp_path / "cache") in message
 
 
-def test_download_is_checked_before_it_is_kept(tmp_path, monkeypatch, weights_dir):
+def test_the_real_detector_passes_its_pinned_check(weights_dir, tmp_path, monkeypatch):
+    """The shared MobileNet file is the released one: a mirror serving it passes size, hash and keys."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     good = DETECTOR_WEIGHTS[DETECTOR]
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     shutil.copy(weights_dir / good.file_name, mirror / good.file_name)
-    local = AuxiliaryWeights(good.file_name, (mirror / good.file_name).as_uri(), good.required_keys)
-    found = find_auxiliary_weights(local, tmp_path / "dest")
+    monkeypatch.setenv(MIRROR_VARIABLE, mirror.as_uri())
+    found = find_auxiliary_weights(good, tmp_path / "dest")
     assert found == tmp_path / "dest" / good.file_name and found.is_file()
-
-    (mirror / "bad.pth").write_bytes(b"<html>rate limited</html>")
-    bad = AuxiliaryWeights("bad.pth", (mirror / "bad.pth").as_uri(), good.required_keys)
-    with pytest.raises(WeightsFileError):
-        find_auxiliary_weights(bad, tmp_path / "dest")
     assert sorted(p.name for p in (tmp_path / "dest").iterdir()) == [good.file_name]
 
 
@@ -216,9 +213,8 @@ def test_parse_mask_needs_its_weights_and_pastes_through_them(photo, weights_dir
     folder = tmp_path / "weights"
     folder.mkdir()
     shutil.copy(weights_dir / DETECTOR_WEIGHTS[DETECTOR].file_name, folder)
-    from codeformer_nodes.pipeline import parsing
 
-    monkeypatch.setattr(parsing, "PARSENET_WEIGHTS", replace(parsing.PARSENET_WEIGHTS, url="http://127.0.0.1:9/none"))
+    monkeypatch.setenv(MIRROR_VARIABLE, "http://127.0.0.1:9")  # offline
     with pytest.raises(WeightsFileError, match="parsing_parsenet.pth"):
         run(photo[None], folder, face_selection="largest", parse_mask=True)
 

@@ -1,0 +1,45 @@
+"""``codeformer-fetch [NAME...] [--dir DIR]``: fetch the official weights ahead of time, checked.
+
+Without names it fetches what the default run needs: ``codeformer.pth`` and the default
+face detector. Files go to the per-user cache (where the library and the command line look
+for them) or to ``--dir`` (e.g. ``ComfyUI/models/facerestore_models``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..models.auxiliary import DETECTOR_WEIGHTS, PARSENET_WEIGHTS
+from ..models.downloads import MIRROR_VARIABLE, locate, user_cache_dir
+from ..models.errors import CodeFormerWeightsError
+from ..models.official import OFFICIAL_CHECKPOINTS, OFFICIAL_NAMES
+from ..pipeline.detection import DEFAULT_DETECTOR
+
+FETCHABLE = {**OFFICIAL_NAMES, **{w.file.name: w.file for w in (*DETECTOR_WEIGHTS.values(), PARSENET_WEIGHTS)}}
+DEFAULTS = (OFFICIAL_CHECKPOINTS["restoration"].name, DETECTOR_WEIGHTS[DEFAULT_DETECTOR].file.name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="codeformer-fetch", description=__doc__.splitlines()[0])
+    names = f"files to fetch (default: {', '.join(DEFAULTS)}); any of {', '.join(FETCHABLE)}"
+    parser.add_argument("names", nargs="*", metavar="NAME", help=names)
+    parser.add_argument("--dir", type=Path, help=f"folder to put them in (default: {user_cache_dir()})")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.names if name not in FETCHABLE]
+    if unknown:
+        parser.error(f"unknown file(s) {', '.join(unknown)}; choose from {', '.join(FETCHABLE)}")
+    folder = args.dir or user_cache_dir()
+    try:
+        for name in args.names or DEFAULTS:
+            print(f"{locate(FETCHABLE[name], [folder])}", file=sys.stdout)
+    except CodeFormerWeightsError as error:
+        print(f"codeformer-fetch: {error}", file=sys.stderr)
+        print(f"codeformer-fetch: a mirror can be set with {MIRROR_VARIABLE}=URL", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

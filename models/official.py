@@ -1,0 +1,51 @@
+"""The official CodeFormer checkpoints, fetched when first needed.
+
+Pinned by the published size and SHA-256 of ``codeformer.pth`` and
+``codeformer_inpainting.pth``. No figures are published for ``codeformer_colorization.pth``
+(neither on the release page nor in the model lists of other tools), so it is checked by
+its keys and shapes: it must be recognised as the colorization checkpoint.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+from .checkpoint import COLORIZATION, INPAINTING, RESTORATION, read_state_dict, recognise
+from .downloads import PinnedFile, ProgressCallback, locate, user_cache_dir
+from .errors import UnsupportedModelError
+
+_RELEASE = "https://github.com/sczhou/CodeFormer/releases/download/v0.1.0"
+
+
+def _check_task(task: str, path: Path) -> None:
+    found = recognise(read_state_dict(path), path).task
+    if found != task:
+        raise UnsupportedModelError(f"{path} holds the CodeFormer {found} checkpoint, not the {task} one")
+
+
+def _official(name: str, task: str, size: int | None, sha256: str | None) -> PinnedFile:
+    return PinnedFile(name, f"{_RELEASE}/{name}", size, sha256, partial(_check_task, task))
+
+
+OFFICIAL_CHECKPOINTS = {
+    RESTORATION: _official(
+        "codeformer.pth", RESTORATION, 376_637_898, "1009e537e0c2a07d4cabce6355f53cb66767cd4b4297ec7a4a64ca4b8a5684b7"
+    ),
+    COLORIZATION: _official("codeformer_colorization.pth", COLORIZATION, None, None),
+    INPAINTING: _official(
+        "codeformer_inpainting.pth", INPAINTING, 370_786_611,
+        "b0d1b868c3dacf75d637bbcc0d4b3dd4ce2a064a338dfb4d35c740d3b4ae8797",
+    ),
+}  # fmt: skip
+OFFICIAL_NAMES = {file.name: file for file in OFFICIAL_CHECKPOINTS.values()}
+
+
+def official_checkpoint(name: str, folders: list[Path] | None = None, progress: ProgressCallback | None = None) -> Path:
+    """The official checkpoint ``name`` (e.g. ``codeformer.pth``) from ``folders`` (default: the per-user
+    cache), fetched into the first of them when none has it."""
+    if name not in OFFICIAL_NAMES:
+        raise ValueError(
+            f"{name!r} is not an official CodeFormer checkpoint; choose one of {', '.join(OFFICIAL_NAMES)}"
+        )
+    return locate(OFFICIAL_NAMES[name], folders or [user_cache_dir()], progress)
