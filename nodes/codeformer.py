@@ -15,6 +15,7 @@ from ..pipeline import FaceInfo, FidelityRamp, RestoreOptions, paste_faces, rest
 from ..pipeline.detection import DEFAULT_CONFIDENCE, DEFAULT_DETECTION_SIZE, DEFAULT_DETECTOR, DETECTORS
 from ..pipeline.geometry import FACE_SIZE
 from ..pipeline.options import FACE_SELECTIONS, MAX_UPSCALE
+from ..pipeline.segs import faces_to_segs, restore_segs
 from . import host
 
 CATEGORY = "image/restoration/CodeFormer"
@@ -146,6 +147,8 @@ class CodeFormerRestoreFaces:
                 "upscale_model": ("UPSCALE_MODEL",),
                 "mask": ("MASK",),
                 "inpaint_mask": ("MASK",),
+                "bounding_box": ("BOUNDING_BOX", {"tooltip": "look for faces only inside this box"}),
+                "bounding_boxes": ("BOUNDING_BOXES", {"tooltip": "look for faces only inside these boxes"}),
             },
         }  # fmt: skip
 
@@ -169,6 +172,8 @@ class CodeFormerRestoreFaces:
         upscale_model: object | None = None,
         mask: torch.Tensor | None = None,
         inpaint_mask: torch.Tensor | None = None,
+        bounding_box: dict | None = None,
+        bounding_boxes: list | None = None,
     ) -> tuple:
         control = fidelity or FidelityControl(fidelity=w, visibility=1.0)
         options = RestoreOptions(
@@ -181,6 +186,7 @@ class CodeFormerRestoreFaces:
             min_face_size=min_face_size,
             max_face_size=max_face_size or None,
             selection_masks=mask,
+            regions=bounding_boxes if bounding_boxes is not None else bounding_box,
             inpaint_masks=inpaint_mask,
             has_aligned=has_aligned,
             upscale=upscale,
@@ -260,11 +266,75 @@ def crops_or_placeholder(crops: torch.Tensor | None) -> torch.Tensor:
     return crops
 
 
+class CodeFormerFacesToSEGS:
+    """Our faces as Impact Pack SEGS (crop regions, soft paste masks, label "face")."""
+
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("SEGS",)
+    RETURN_NAMES = ("segs",)
+    FUNCTION = "convert"
+    DESCRIPTION = "Hands the faces CodeFormer found to Impact Pack's detailers, pickers and SEGSPaste."
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {"required": {"image": ("IMAGE",), "faces": ("CODEFORMER_FACES",)}}
+
+    def convert(self, image: torch.Tensor, faces: DetectedFaces) -> tuple:
+        if faces.options.upscale != 1:
+            raise ValueError("SEGS follow the input image: restore with upscale 1 to make SEGS of its faces")
+        return (faces_to_segs(image, faces.faces, faces.options),)
+
+
+class CodeFormerRestoreSEGS:
+    """Restore the faces inside Impact Pack SEGS; SEGSPaste then pastes them through each SEG's mask."""
+
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("SEGS",)
+    RETURN_NAMES = ("segs",)
+    FUNCTION = "restore"
+    DESCRIPTION = (
+        "Finds the face (landmarks from the CodeFormer pack's detector) inside each SEG's crop region, restores "
+        "it and puts it into the SEG's cropped_image; a SEG without a face is left as it is."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        restore = CodeFormerRestoreFaces.INPUT_TYPES()["required"]
+        return {
+            "required": {
+                "image": ("IMAGE", {"tooltip": "the image the SEGS were detected in"}),
+                "segs": ("SEGS",),
+                "codeformer_model": ("CODEFORMER_MODEL",),
+                **{name: restore[name] for name in ("w", "detector", "detection_size", "confidence")},
+            },
+            "optional": {"fidelity": ("CODEFORMER_FIDELITY",)},
+        }
+
+    def restore(
+        self, image: torch.Tensor, segs: tuple, codeformer_model: host.CodeFormerModel, w: float, detector: str,
+        detection_size: int, confidence: float, fidelity: FidelityControl | None = None,
+    ) -> tuple:  # fmt: skip
+        control = fidelity or FidelityControl(fidelity=w, visibility=1.0)
+        options = RestoreOptions(
+            fidelity=control.fidelity,
+            visibility=control.visibility,
+            detector=detector,
+            detection_size=detection_size or None,
+            confidence=confidence,
+            weights_dir=host.helper_weights_folder(),
+        )
+        result = restore_segs(image, segs, codeformer_model.network_on_device(), options)
+        host.check_interrupted()
+        return (result,)
+
+
 NODE_CLASS_MAPPINGS = {
     "CodeFormerModelLoader": CodeFormerModelLoader,
     "CodeFormerFidelity": CodeFormerFidelity,
     "CodeFormerRestoreFaces": CodeFormerRestoreFaces,
     "CodeFormerPasteFaces": CodeFormerPasteFaces,
+    "CodeFormerFacesToSEGS": CodeFormerFacesToSEGS,
+    "CodeFormerRestoreSEGS": CodeFormerRestoreSEGS,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -272,4 +342,6 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "CodeFormerFidelity": "CodeFormer Fidelity (CFT weight)",
     "CodeFormerRestoreFaces": "CodeFormer Restore Faces",
     "CodeFormerPasteFaces": "CodeFormer Paste Faces",
+    "CodeFormerFacesToSEGS": "CodeFormer Faces to SEGS",
+    "CodeFormerRestoreSEGS": "CodeFormer Restore SEGS",
 }

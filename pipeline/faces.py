@@ -6,10 +6,11 @@ import numpy as np
 import torch
 
 from ..models.checkpoint import COLORIZATION, RESTORATION
-from .detection import Detection, load_detector
+from .detection import Detection, FaceDetector, load_detector
 from .geometry import FACE_SIZE, crop_face, estimate_alignment
 from .images import is_grey, to_uint8_rgb
 from .options import RestoreOptions
+from .regions import Box, detect_in_region, inside
 from .results import FaceInfo
 from .tasks import task_fidelity
 
@@ -34,9 +35,12 @@ def find_faces(
     for index, picture in enumerate(pictures):
         rgb = to_uint8_rgb(picture)
         grey = is_grey(picture, rgb)
+        found = detector.detect(rgb, options.detection_size, options.confidence)
+        if options.regions is not None:
+            found = _within_regions(found, options.regions[index], detector, rgb, options)
         detections = [
             d
-            for d in detector.detect(rgb, options.detection_size, options.confidence)
+            for d in found
             if d.eye_distance >= options.eye_distance_threshold
             and _inside_selection_mask(d, options.selection_masks, index, picture)
         ]
@@ -90,6 +94,18 @@ def select_faces(detections: list[Detection], options: RestoreOptions, height: i
     if selection == "center":
         return [min(kept, key=lambda d: np.hypot(d.centre[0] - width / 2, d.centre[1] - height / 2))]
     return [kept[i] for i in selection if 0 <= i < len(kept)]
+
+
+def _within_regions(
+    found: list[Detection], boxes: list[Box], detector: FaceDetector, rgb: np.ndarray, options: RestoreOptions
+) -> list[Detection]:
+    """The faces whose centre lies in one of ``boxes``; a box where the whole-image pass found none
+    is searched on its own (its faces then follow, in the detector's order)."""
+    kept = [d for d in found if inside(d, boxes)]
+    for box in boxes:
+        if not any(inside(d, [box]) for d in kept):
+            kept += detect_in_region(detector, rgb, box, options.detection_size, options.confidence)
+    return kept
 
 
 def _inside_selection_mask(detection: Detection, masks: torch.Tensor | None, index: int, picture: torch.Tensor) -> bool:

@@ -69,6 +69,10 @@ class RestoreOptions:
         max_faces: keep at most this many faces per image, the largest ones.
         selection_masks: (B, H, W) or (1, H, W) masks in [0, 1]; a face is restored only
             when its box centre lies where its image's mask is at least 0.5.
+        regions: boxes that limit where faces are looked for (e.g. from another detector):
+            one box, a list, or one list per image, as ``[x1, y1, x2, y2]`` or ComfyUI's
+            ``{x, y, width, height}``. A face is restored only when its box centre lies in
+            one; a region where the whole-image pass found none is searched on its own.
         has_aligned: inputs are already 512x512 aligned faces: no detection, no paste.
         upscale: output size factor 1-4 (background resized, or enlarged by ``upscaler``).
         upscaler: optional callable enlarging the background.
@@ -92,6 +96,7 @@ class RestoreOptions:
     max_face_size: float | None = None
     max_faces: int | None = None
     selection_masks: torch.Tensor | None = None
+    regions: object = None
     has_aligned: bool = False
     upscale: int = 1
     upscaler: Upscaler | None = None

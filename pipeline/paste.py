@@ -8,10 +8,12 @@ travel between the image (in host memory) and the device.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
-from .geometry import paste_affine, paste_region, source_positions, square_paste_mask, warp_from_crop
+from .geometry import Region, paste_affine, paste_region, source_positions, square_paste_mask, warp_from_crop
 from .images import luma
 from .options import MAX_OUTPUT_PIXELS, RestoreOptions
 from .results import FaceInfo, RestoreResult
@@ -45,35 +47,63 @@ def paste_faces(
     return RestoreResult(images=images, masks=masks, faces=faces, faces_per_image=counts)
 
 
-def _paste_one(
-    canvas: torch.Tensor, mask: torch.Tensor, face: FaceInfo, crop: torch.Tensor, options: RestoreOptions
-) -> None:
-    """Blend one (512, 512, 3) crop into ``canvas`` (H, W, C) and add its soft mask to ``mask``, in place."""
+@dataclass(frozen=True)
+class FaceLayer:
+    """What one face puts into its image: ``pixels`` (h, w, C) over ``region``, with weight ``mask``
+    (h, w; the soft mask, visibility included)."""
+
+    region: Region
+    pixels: torch.Tensor
+    mask: torch.Tensor
+
+
+def face_layer(face: FaceInfo, crop: torch.Tensor, shape: tuple[int, ...], options: RestoreOptions) -> FaceLayer | None:
+    """The layer of a restored (512, 512, 3) crop in an image of ``shape`` (H, W, C); None off the image."""
     inverse = paste_affine(np.array(face.affine), options.upscale)
-    region = paste_region(inverse, canvas.shape[0], canvas.shape[1])
+    region = paste_region(inverse, shape[0], shape[1])
     if region.bottom <= region.top or region.right <= region.left:
-        return
+        return None
     source = source_positions(inverse, region, crop.device)
     warped = warp_from_crop(crop.permute(2, 0, 1), source).permute(1, 2, 0)
     if options.parse_mask:
         from .parsing import parse_paste_mask
 
         soft = parse_paste_mask(crop, source, options.weights_dir)
-        pasted = warped
+        pixels = warped
     else:
         coverage, soft = square_paste_mask(source, options.upscale)
-        pasted = coverage[..., None] * warped
-    soft = soft * options.visibility
-    channels = min(canvas.shape[2], 3)
+        pixels = coverage[..., None] * warped
+    channels = min(shape[2], 3)
     if face.grey or channels == 1:
-        pasted = luma(pasted).expand(-1, -1, channels)
-    rows, cols = region.slices
+        pixels = luma(pixels).expand(-1, -1, channels)
+    return FaceLayer(region, pixels, soft * options.visibility)
+
+
+def face_mask(face: FaceInfo, shape: tuple[int, ...], options: RestoreOptions) -> tuple[Region, torch.Tensor] | None:
+    """The region and soft mask a face is pasted through, without its pixels (the square mask only)."""
+    inverse = paste_affine(np.array(face.affine), options.upscale)
+    region = paste_region(inverse, shape[0], shape[1])
+    if region.bottom <= region.top or region.right <= region.left:
+        return None
+    _, soft = square_paste_mask(source_positions(inverse, region, torch.device("cpu")), options.upscale)
+    return region, soft * options.visibility
+
+
+def _paste_one(
+    canvas: torch.Tensor, mask: torch.Tensor, face: FaceInfo, crop: torch.Tensor, options: RestoreOptions
+) -> None:
+    """Blend one (512, 512, 3) crop into ``canvas`` (H, W, C) and add its soft mask to ``mask``, in place."""
+    layer = face_layer(face, crop, tuple(canvas.shape), options)
+    if layer is None:
+        return
+    rows, cols = layer.region.slices
+    channels = layer.pixels.shape[2]
     background = canvas[rows, cols, :channels].to(crop.device)
-    weight = soft[..., None]
-    blended = torch.where(weight > 0, weight * pasted + (1 - weight) * background, background)
+    weight = layer.mask[..., None]
+    blended = torch.where(weight > 0, weight * layer.pixels + (1 - weight) * background, background)
     canvas[rows, cols, :channels] = blended.to(canvas.device)
     covered = mask[rows, cols].to(crop.device)
-    mask[rows, cols] = (1 - (1 - covered) * (1 - soft)).to(mask.device)
+    mask[rows, cols] = (1 - (1 - covered) * (1 - layer.mask)).to(mask.device)
 
 
 def check_output_size(picture: torch.Tensor, upscale: int) -> None:

@@ -23,6 +23,7 @@ from .images import ImageInput, as_image_list, crops_as_float, is_grey, luma, to
 from .inference import ChunkCallback, RestorationNetwork, device_of, run_network
 from .options import RestoreOptions
 from .paste import check_output_size, paste_faces
+from .regions import boxes_per_image
 from .results import RestoreResult
 from .tasks import (
     aligned_inpaint_masks,
@@ -120,6 +121,8 @@ def _prepare(
     for picture in pictures:
         check_output_size(picture, options.upscale)
     options = with_checked_masks(options, len(pictures))
+    if options.regions is not None:
+        options = dataclasses.replace(options, regions=boxes_per_image(options.regions, len(pictures)))
     return pictures, dataclasses.replace(options, task=resolve_task(model, options))
 
 

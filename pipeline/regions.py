@@ -1,0 +1,89 @@
+"""Regions that limit where faces are looked for: boxes from other detectors, in any common form.
+
+ComfyUI's core detection nodes give a ``BOUNDING_BOX`` (a dict ``{x, y, width, height}``) or
+``BOUNDING_BOXES`` (a list of them, or one list per image); other tools give ``[x1, y1, x2,
+y2]`` lists. All become, per image, a list of :data:`Box` in input pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from .detection import Detection, FaceDetector
+
+# (x1, y1, x2, y2) in input pixels.
+Box = tuple[float, float, float, float]
+# Each side of a region grows by this share of its size when the detector looks inside it alone.
+REGION_CONTEXT = 0.5
+
+
+def boxes_per_image(value: object, image_count: int) -> list[list[Box]]:
+    """Boxes for each of ``image_count`` images: one set for all, or one list per image."""
+    if _is_box(value):
+        return [[_as_box(value)]] * image_count
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        raise TypeError(f"boxes must be a box, a list of boxes or one list per image; got {type(value).__name__}")
+    items = list(value)
+    if items and all(not _is_box(item) and isinstance(item, Sequence) for item in items):
+        if len(items) not in (1, image_count):
+            raise ValueError(f"{len(items)} lists of boxes for {image_count} images; give one list, or one per image")
+        per_image = [[_as_box(box) for box in boxes] for boxes in items]
+        return per_image * image_count if len(per_image) == 1 else per_image
+    return [[_as_box(box) for box in items]] * image_count
+
+
+def inside(detection: Detection, boxes: list[Box]) -> bool:
+    """Whether the face's box centre lies in one of ``boxes``."""
+    x, y = detection.centre
+    return any(x1 <= x <= x2 and y1 <= y <= y2 for x1, y1, x2, y2 in boxes)
+
+
+def detect_in_region(
+    detector: FaceDetector, rgb: np.ndarray, box: Box, detection_size: int | None, confidence: float
+) -> list[Detection]:
+    """Faces found by looking at ``box`` (with some context) alone, in image pixels, centres inside it.
+
+    A face too small for the whole-image pass (a 40-pixel face in a 4K frame) is large
+    enough here: the region is seen at its own resolution, or scaled up to ``detection_size``.
+    """
+    height, width = rgb.shape[:2]
+    x1, y1, x2, y2 = box
+    grow_x, grow_y = (x2 - x1) * REGION_CONTEXT, (y2 - y1) * REGION_CONTEXT
+    left, top = max(int(x1 - grow_x), 0), max(int(y1 - grow_y), 0)
+    right, bottom = min(int(np.ceil(x2 + grow_x)), width), min(int(np.ceil(y2 + grow_y)), height)
+    if right - left < 2 or bottom - top < 2:
+        return []
+    size = max(detection_size or 0, min(bottom - top, right - left))
+    found = detector.detect(np.ascontiguousarray(rgb[top:bottom, left:right]), size, confidence)
+    moved = [
+        Detection(
+            box=(d.box[0] + left, d.box[1] + top, d.box[2] + left, d.box[3] + top),
+            score=d.score,
+            landmarks=tuple((x + left, y + top) for x, y in d.landmarks),
+        )
+        for d in found
+    ]
+    return [d for d in moved if inside(d, [box])]
+
+
+def _is_box(value: object) -> bool:
+    if isinstance(value, Mapping):
+        return True
+    return isinstance(value, Sequence) and len(value) == 4 and all(isinstance(v, (int, float)) for v in value)
+
+
+def _as_box(value: object) -> Box:
+    if isinstance(value, Mapping):
+        try:
+            x, y, w, h = (float(value[key]) for key in ("x", "y", "width", "height"))
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"a BOUNDING_BOX needs numbers x, y, width, height; got {dict(value)!r}") from error
+        return (x, y, x + w, y + h)
+    if not _is_box(value):
+        raise ValueError(f"a box is [x1, y1, x2, y2] or {{x, y, width, height}}; got {value!r}")
+    x1, y1, x2, y2 = (float(v) for v in value)
+    if x2 < x1 or y2 < y1:
+        raise ValueError(f"box {value!r} has x2 < x1 or y2 < y1; boxes are [x1, y1, x2, y2]")
+    return (x1, y1, x2, y2)
