@@ -16,6 +16,7 @@ their own licence (S-Lab License 1.0, non-commercial); this code is Apache-2.0.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -91,6 +92,25 @@ def adaptive_instance_norm(content: Tensor, style: Tensor) -> Tensor:
     return (content - content_mean) / content_std * style_std + style_mean
 
 
+@dataclass(frozen=True)
+class Encoded:
+    """What the encoder and the transformer make of a batch of faces.
+
+    Attributes:
+        lq_feat: (B, emb_dim, 16, 16) encoder output.
+        skips: encoder features by feature-map size, for the CFT fusion.
+        logits: (B, 256, codebook_size) scores of each codebook entry per token.
+    """
+
+    lq_feat: Tensor
+    skips: dict[int, Tensor]
+    logits: Tensor
+
+    def select(self, rows: slice | list[int]) -> Encoded:
+        """The same for a subset of the batch."""
+        return Encoded(self.lq_feat[rows], {size: f[rows] for size, f in self.skips.items()}, self.logits[rows])
+
+
 class CodeFormer(nn.Module):
     """The CodeFormer inference network; input (B,3,512,512) roughly in [-1, 1]."""
 
@@ -146,22 +166,36 @@ class CodeFormer(nn.Module):
             codebook_size); lq_feat (B,emb_dim,16,16). With ``code_only``, the last two.
         """
         del detach_16
-        _check_input(x)
         fidelity = self._fidelity(w, x)
+        encoded = self.encode(x)
+        if code_only:
+            return encoded.logits, encoded.lq_feat
+        out = self.decode(encoded, encoded.logits.argmax(dim=2), fidelity, adain)
+        return out, encoded.logits, encoded.lq_feat
+
+    def encode(self, x: Tensor) -> Encoded:
+        """The code path: encoder features and the logits over the codebook (TF32 off on CUDA).
+
+        With :meth:`decode`, this splits ``forward`` so that callers can choose the codes
+        themselves (e.g. from logits averaged over video frames).
+        """
+        _check_input(x)
         # Standard layout whatever the caller's strides: a channels-last input (an NHWC batch
         # permuted, as images usually arrive) would send every layer down the channels-last
         # path, whose CPU GroupNorm loses about three digits on large activations.
         x = x.contiguous()
         with ieee_float32(x.device.type):
             lq_feat, skips = self.encoder(x)
-            logits = self.predict_codes(lq_feat)
-            if code_only:
-                return logits, lq_feat
-            codes = self.quantize(logits.argmax(dim=2))
+            return Encoded(lq_feat=lq_feat, skips=skips, logits=self.predict_codes(lq_feat))
+
+    def decode(self, encoded: Encoded, codes: Tensor, w: float | Tensor, adain: bool) -> Tensor:
+        """The image from chosen code indices (B, 256) and the encoder features they go with."""
+        fidelity = self._fidelity(w, encoded.lq_feat)
+        with ieee_float32(codes.device.type):
+            looked_up = self.quantize(codes)
             if adain:
-                codes = adaptive_instance_norm(codes, lq_feat)
-            out = self.generate(codes, skips, fidelity)
-        return out, logits, lq_feat
+                looked_up = adaptive_instance_norm(looked_up, encoded.lq_feat)
+            return self.generate(looked_up, encoded.skips, fidelity)
 
     def predict_codes(self, lq_feat: Tensor) -> Tensor:
         """Logits over the codebook for each of the 16x16 tokens (row-major)."""
@@ -210,7 +244,10 @@ class CodeFormer(nn.Module):
 
     @staticmethod
     def _fidelity(w: float | Tensor, x: Tensor) -> Tensor:
-        """Fidelity as a (B,1,1,1) tensor in the input's dtype and device, checked before any work."""
+        """Fidelity as a (B,1,1,1) tensor in the dtype and device of ``x`` (a batch of B), checked before any
+        work; a (B,1,1,1) tensor is taken as it is."""
+        if isinstance(w, Tensor) and w.ndim == 4:
+            return w.to(device=x.device, dtype=x.dtype)
         weight = torch.as_tensor(w, dtype=torch.float64).detach().cpu()
         if weight.ndim == 0:
             weight = weight.expand(x.shape[0])

@@ -62,11 +62,6 @@ def run_network(
                 out = model(network_input.to(device, dtype), w=w, adain=adain)[0]
             if holes is not None:
                 out = blend_inpainting(x.to(out.device), out.float(), holes)
-            if not bool(torch.isfinite(out).all()):
-                raise ValueError(
-                    f"the network gave NaN or infinite pixels for faces {start + 1}-{start + batch.shape[0]} of "
-                    f"{total}; its weights are probably damaged: load the official checkpoint again"
-                )
         except torch.OutOfMemoryError:
             if chunk == 1:
                 raise
@@ -74,13 +69,24 @@ def run_network(
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             continue
-        outputs.append(((out.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1))
+        outputs.append(as_restored_crops(out, start, total))
         start += batch.shape[0]
         if on_chunk is not None:
             on_chunk(start, total)
     if not outputs:
         return torch.zeros((0, FACE_SIZE, FACE_SIZE, 3), device=device)
     return torch.cat(outputs)
+
+
+def as_restored_crops(out: torch.Tensor, first: int, total: int) -> torch.Tensor:
+    """Network output (B, 3, 512, 512) as restored crops (B, 512, 512, 3) in [0, 1], as the official flow
+    clamps it; refuses NaN or infinite pixels (faces ``first + 1``.. of ``total``), never pastes them."""
+    if not bool(torch.isfinite(out).all()):
+        raise ValueError(
+            f"the network gave NaN or infinite pixels for faces {first + 1}-{first + out.shape[0]} of {total}; "
+            "its weights are probably damaged: load the official checkpoint again"
+        )
+    return ((out.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1)
 
 
 def auto_chunk_size(device: torch.device) -> int:

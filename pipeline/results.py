@@ -25,6 +25,8 @@ class FaceInfo:
         detection_rank: the face's place in the detector's output for its image (0: the
             highest score). Faces are reported left to right, but pasted in this order, as
             the official flow pastes them: where two faces overlap, the later one lies on top.
+        track_id: in a video, the face's track: the same person in every frame (None for
+            single images).
     """
 
     image_index: int
@@ -36,6 +38,7 @@ class FaceInfo:
     affine: tuple[tuple[float, float, float], tuple[float, float, float]]
     grey: bool = False
     detection_rank: int = 0
+    track_id: int | None = None
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)

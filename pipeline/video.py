@@ -1,0 +1,406 @@
+"""Video: the same face from frame to frame.
+
+Restoring each frame on its own makes faces shimmer: the detector's landmarks jitter by a
+pixel or so, the aligned crop moves with them, and half a grey level in a crop can flip
+codes. Here faces are tracked across frames (landmark distance; a scene cut ends every
+track), landmarks are smoothed along each track and short detector misses are filled by
+interpolation, and each face's codes are chosen from the transformer's logits averaged over
+a few frames of its track. Frames stream through: a file is held only ``latency`` frames
+ahead, whatever its length.
+
+Windows are centred (no lag on smooth motion) unless ``causal`` is set for live streams:
+then landmarks follow an exponential average (a lag of (window - 1) / 2 frames on steady
+motion) and logits a trailing average, with no look-ahead and no gap filling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from ..codeformer_arch import Encoded
+from .detection import Detection, FaceDetector, load_detector
+from .faces import select_faces
+from .geometry import FACE_SIZE, crop_face, estimate_alignment
+from .images import as_image_list, is_grey, normalise, to_uint8_rgb
+from .inference import RestorationNetwork, as_restored_crops, auto_chunk_size, device_of, dtype_of, run_network
+from .options import RestoreOptions
+from .paste import paste_faces
+from .results import FaceInfo, RestoreResult
+from .tasks import resolve_task, task_adain, task_fidelity
+
+# Thumbnails compared for scene cuts: this many pixels a side, grey.
+CUT_THUMBNAIL = 32
+
+
+@runtime_checkable
+class SplitNetwork(Protocol):
+    """A network split at its codes (``CodeFormer.encode`` / ``decode``), so codes can be chosen across frames."""
+
+    def encode(self, x: torch.Tensor) -> Encoded: ...
+
+    def decode(self, encoded: Encoded, codes: torch.Tensor, w: torch.Tensor, adain: bool) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """How faces are kept steady along a clip.
+
+    Attributes:
+        landmark_window: frames whose landmarks are averaged per track (1: none).
+        code_window: frames whose logits are averaged per track before the argmax
+            (1: codes frame by frame, as for single images).
+        max_gap: frames a track may go unseen and still be filled in (centred mode).
+        track_memory: frames a track may go unseen and still be resumed, with the same id,
+            by a face reappearing where it was (gaps longer than ``max_gap`` are not filled).
+        causal: no look-ahead (live streams): exponential landmarks, trailing logits.
+        cut_threshold: mean absolute difference (0-1) of consecutive grey thumbnails
+            above which the frame starts a new scene; every track ends there.
+        match_distance: largest mean landmark distance, as a share of the face size, at
+            which a face continues a track.
+        tracks: restore only these track ids (the order in which people first appear);
+            None for all.
+    """
+
+    landmark_window: int = 5
+    code_window: int = 5
+    max_gap: int = 4
+    track_memory: int = 30
+    causal: bool = False
+    cut_threshold: float = 0.15
+    match_distance: float = 0.5
+    tracks: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("landmark_window", "code_window"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1 frame; got {getattr(self, name)}")
+        if not 0 <= self.max_gap <= self.track_memory:
+            raise ValueError(f"need 0 <= max_gap <= track_memory; got {self.max_gap} and {self.track_memory}")
+        if not 0 < self.cut_threshold <= 1 or self.match_distance <= 0:
+            raise ValueError("cut_threshold must lie in (0, 1] and match_distance be positive")
+
+    @property
+    def landmark_lookahead(self) -> int:
+        return 0 if self.causal else max(self.landmark_window // 2, self.max_gap)
+
+    @property
+    def code_lookahead(self) -> int:
+        return 0 if self.causal else self.code_window // 2
+
+    @property
+    def latency(self) -> int:
+        """Frames read ahead before a frame comes out."""
+        return self.landmark_lookahead + self.code_lookahead
+
+
+@dataclass
+class _Frame:
+    """One frame on its way through: what was seen, where faces are placed, what the network made."""
+
+    index: int
+    picture: torch.Tensor | None  # None once restored
+    rgb: np.ndarray | None  # None once cropped
+    grey: bool
+    observed: dict[int, Detection]
+    faces: list[FaceInfo] = field(default_factory=list)
+    crops: np.ndarray | None = None
+    logits: dict[int, torch.Tensor] = field(default_factory=dict)
+    encoded: list[Encoded] | None = None  # by chunk
+
+
+class Tracker:
+    """Greedy association of detections with live tracks by landmark distance; a cut ends all tracks."""
+
+    def __init__(self, memory: int, match_distance: float) -> None:
+        self.memory, self.match_distance = memory, match_distance
+        self.last: dict[int, tuple[int, Detection]] = {}
+        self.next_id = 0
+
+    def update(self, frame: int, detections: list[Detection], cut: bool) -> dict[int, Detection]:
+        if cut:
+            self.last.clear()
+        alive = {tid: seen for tid, seen in self.last.items() if frame - seen[0] <= self.memory + 1}
+        pairs = sorted(
+            (_distance(seen[1], d), tid, di) for tid, seen in alive.items() for di, d in enumerate(detections)
+        )
+        taken: dict[int, Detection] = {}
+        used: set[int] = set()
+        for cost, tid, di in pairs:
+            if cost <= self.match_distance and tid not in taken and di not in used:
+                taken[tid] = detections[di]
+                used.add(di)
+        for di in sorted(set(range(len(detections))) - used, key=lambda i: detections[i].centre):
+            taken[self.next_id] = detections[di]
+            self.next_id += 1
+        for tid, detection in taken.items():
+            self.last[tid] = (frame, detection)
+        return taken
+
+
+def restore_video(
+    frames: Iterable[torch.Tensor | np.ndarray] | torch.Tensor,
+    model: RestorationNetwork,
+    options: RestoreOptions | None = None,
+    video: VideoOptions | None = None,
+) -> Iterator[RestoreResult]:
+    """Restore the faces of a clip, frame by frame in order, one result per frame.
+
+    ``frames`` is a (T, H, W, C) batch (ComfyUI's IMAGE of a video) or any iterable of
+    frames, e.g. a decoder's; each result holds one image, and its faces carry their
+    ``track_id``. Frames without faces come back unchanged. With ``code_window`` above 1
+    the model must be a CodeFormer (it is split at its codes).
+    """
+    video = video or VideoOptions()
+    options = options or RestoreOptions()
+    if video.code_window > 1 and not isinstance(model, SplitNetwork):
+        raise TypeError(
+            f"averaging codes over frames needs a CodeFormer (with encode and decode); {type(model).__name__} has "
+            "neither: use code_window=1"
+        )
+    if options.has_aligned or options.task == "inpainting" or options.inpaint_masks is not None:
+        raise ValueError("video restores detected faces in whole frames; has_aligned and inpainting are for images")
+    if not (options.face_selection == "all" or not isinstance(options.face_selection, str)):
+        raise ValueError("in a video, choose faces by track index (face_selection as a list), or all of them")
+    options = dataclasses.replace(options, task=resolve_task(model, options), upscale=options.upscale)
+    detector = options.detector
+    if isinstance(detector, str):
+        detector = load_detector(detector, device_of(model), options.weights_dir)
+    stream = _Stream(model, options, video, detector)
+    for frame in frames if not isinstance(frames, torch.Tensor) or frames.ndim != 4 else iter(frames):
+        stream.add(frame)
+        yield from stream.ready()
+    yield from stream.finish()
+
+
+class _Stream:
+    """The frames in flight and the three steps each goes through: place faces, encode, restore."""
+
+    def __init__(
+        self, model: RestorationNetwork, options: RestoreOptions, video: VideoOptions, detector: FaceDetector
+    ) -> None:
+        self.model, self.options, self.video, self.detector = model, options, video, detector
+        self.tracker = Tracker(video.track_memory, video.match_distance)
+        self.frames: deque[_Frame] = deque()  # past frames still needed as context, then those in flight
+        self.seen = 0
+        self.placed = 0  # frames whose faces are placed and encoded
+        self.emitted = 0
+        self.previous_thumbnail: np.ndarray | None = None
+        self.smoothed: dict[int, np.ndarray] = {}  # causal: the running landmark average per track
+        # size filters and max_faces apply per frame; face indices mean track ids
+        self.filters = dataclasses.replace(options, face_selection="all")
+        self.chunk = options.chunk_size or auto_chunk_size(device_of(model))
+
+    def add(self, image: torch.Tensor | np.ndarray) -> None:
+        (picture,) = as_image_list([image])
+        rgb = to_uint8_rgb(picture)
+        thumbnail = _thumbnail(rgb)
+        cut = self.previous_thumbnail is not None and (
+            thumbnail.shape != self.previous_thumbnail.shape
+            or float(np.abs(thumbnail - self.previous_thumbnail).mean()) > self.video.cut_threshold
+        )
+        if cut:  # tracks end here: the tracker gives the next faces new ids
+            self.smoothed.clear()
+        self.previous_thumbnail = thumbnail
+        found = [
+            d
+            for d in self.detector.detect(rgb, self.options.detection_size, self.options.confidence)
+            if d.eye_distance >= self.options.eye_distance_threshold
+        ]
+        observed = self.tracker.update(self.seen, found, cut)
+        self.frames.append(_Frame(self.seen, picture, rgb, is_grey(picture, rgb), observed))
+        self.seen += 1
+
+    def ready(self, final: bool = False) -> Iterator[RestoreResult]:
+        lookahead = self.video.landmark_lookahead
+        while self.placed < self.seen and (final or self.seen - 1 - self.placed >= lookahead):
+            self._place_and_encode(self._frame(self.placed))
+            self.placed += 1
+        while self.emitted < self.placed and (final or self.placed - 1 - self.emitted >= self.video.code_lookahead):
+            yield self._restore(self._frame(self.emitted))
+            self.emitted += 1
+        keep = max(self.video.landmark_window, self.video.code_window, self.video.max_gap + 1)
+        while self.frames and self.frames[0].index < self.emitted - keep:
+            self.frames.popleft()
+
+    def finish(self) -> Iterator[RestoreResult]:
+        yield from self.ready(final=True)
+
+    def _frame(self, index: int) -> _Frame:
+        return self.frames[index - self.frames[0].index]
+
+    def _held(self) -> range:
+        """Indices of the frames held now (context behind, frames in flight ahead)."""
+        return range(self.frames[0].index, self.seen)
+
+    # --- step 1: where each face is (smoothed, gaps filled) and its crop -------------------------------
+
+    def _place_and_encode(self, frame: _Frame) -> None:
+        placed = self._placed_faces(frame)
+        height, width = frame.picture.shape[:2]
+        kept = select_faces(list(placed.values()), self.filters, height, width)
+        wanted = self.video.tracks
+        if wanted is None and not isinstance(self.options.face_selection, str):
+            wanted = tuple(self.options.face_selection)
+        selected = [(tid, d) for tid, d in placed.items() if d in kept and (wanted is None or tid in wanted)]
+        ranks = {tid: rank for rank, tid in enumerate(sorted(frame.observed, key=lambda t: -frame.observed[t].score))}
+        crops = []
+        for tid, detection in sorted(selected, key=lambda item: item[1].centre):
+            affine = estimate_alignment(np.array(detection.landmarks))
+            if affine is None:
+                continue
+            crops.append(crop_face(frame.rgb, affine))
+            frame.faces.append(
+                FaceInfo(
+                    image_index=0,
+                    box=detection.box,
+                    score=detection.score,
+                    landmarks=detection.landmarks,
+                    face_size=detection.size,
+                    fidelity=task_fidelity(self.options.task, self.options.fidelity_for(detection.size)),
+                    affine=tuple(tuple(float(v) for v in row) for row in affine),
+                    grey=frame.grey and self.options.task != "colorization",
+                    detection_rank=ranks.get(tid, len(ranks) + tid),
+                    track_id=tid,
+                )
+            )
+        frame.crops = np.stack(crops) if crops else np.zeros((0, FACE_SIZE, FACE_SIZE, 3), np.uint8)
+        frame.rgb = None  # cropped: the uint8 copy is no longer needed
+        if self.video.code_window > 1 and frame.faces:
+            self._encode(frame)
+
+    def _placed_faces(self, frame: _Frame) -> dict[int, Detection]:
+        """Each track's face in ``frame``: seen (or, centred, filled between sightings), then smoothed."""
+        tracks = set(frame.observed)
+        if not self.video.causal:
+            tracks |= {tid for tid in self._tracks_near(frame.index) if self._position(tid, frame.index) is not None}
+        placed = {}
+        for tid in sorted(tracks):
+            here = self._position(tid, frame.index)
+            if here is None:
+                continue
+            if self.video.causal:
+                smoothed = self._causal_landmarks(tid, here)
+            else:
+                smoothed = self._centred_landmarks(tid, frame.index)
+            placed[tid] = dataclasses.replace(here, landmarks=tuple(map(tuple, smoothed.tolist())))
+        return placed
+
+    def _tracks_near(self, index: int) -> set[int]:
+        near = range(
+            max(index - self.video.max_gap, self.frames[0].index), min(index + self.video.max_gap + 1, self.seen)
+        )
+        return {tid for i in near for tid in self._frame(i).observed}
+
+    def _position(self, tid: int, index: int) -> Detection | None:
+        """The track's face at ``index``: as seen, or interpolated across a gap of at most ``max_gap``.
+
+        Track ids never cross a scene cut (the tracker starts new ones), so neither does this.
+        """
+        held = self._held()
+        if index not in held:
+            return None
+        seen = self._frame(index).observed.get(tid)
+        if seen is not None or self.video.causal:
+            return seen
+        before = next((i for i in range(index - 1, max(held.start, index - self.video.max_gap - 1) - 1, -1)
+                       if tid in self._frame(i).observed), None)  # fmt: skip
+        after = next((i for i in range(index + 1, min(held.stop, index + self.video.max_gap + 2))
+                      if tid in self._frame(i).observed), None)  # fmt: skip
+        if before is None or after is None or after - before - 1 > self.video.max_gap:
+            return None
+        share = (index - before) / (after - before)
+        a, b = self._frame(before).observed[tid], self._frame(after).observed[tid]
+        box = tuple(float(x + share * (y - x)) for x, y in zip(a.box, b.box, strict=True))
+        marks = np.array(a.landmarks) + share * (np.array(b.landmarks) - np.array(a.landmarks))
+        return Detection(box=box, score=min(a.score, b.score), landmarks=tuple(map(tuple, marks.tolist())))
+
+    def _centred_landmarks(self, tid: int, index: int) -> np.ndarray:
+        """Average over the widest window centred on ``index`` that the track fills on both sides."""
+        positions = [np.array(self._position(tid, index).landmarks)]
+        for step in range(1, self.video.landmark_window // 2 + 1):
+            before, after = self._position(tid, index - step), self._position(tid, index + step)
+            if before is None or after is None:
+                break
+            positions += [np.array(before.landmarks), np.array(after.landmarks)]
+        return np.mean(positions, axis=0)
+
+    def _causal_landmarks(self, tid: int, here: Detection) -> np.ndarray:
+        weight = 2 / (self.video.landmark_window + 1)
+        seen = np.array(here.landmarks)
+        previous = self.smoothed.get(tid)
+        self.smoothed[tid] = seen if previous is None else weight * seen + (1 - weight) * previous
+        return self.smoothed[tid]
+
+    # --- step 2: the code path of each face --------------------------------------------------------------
+
+    def _encode(self, frame: _Frame) -> None:
+        """Encode the frame's faces in chunks of the usual size (so a face's numbers match a single image's)."""
+        device, dtype = device_of(self.model), dtype_of(self.model)
+        faces = torch.from_numpy(frame.crops)
+        frame.encoded = []
+        with torch.inference_mode():
+            for start in range(0, len(faces), self.chunk):
+                frame.encoded.append(self.model.encode(normalise(faces[start : start + self.chunk]).to(device, dtype)))
+        logits = torch.cat([encoded.logits for encoded in frame.encoded])
+        frame.logits = {face.track_id: logits[row] for row, face in enumerate(frame.faces)}
+
+    # --- step 3: codes from the track's logits, then the image ---------------------------------------
+
+    def _restore(self, frame: _Frame) -> RestoreResult:
+        if not frame.faces:
+            restored = torch.zeros((0, FACE_SIZE, FACE_SIZE, 3))
+        elif self.video.code_window == 1:
+            restored = run_network(self.model, frame.crops, [face.fidelity for face in frame.faces], self.options)
+        else:
+            codes = torch.stack([self._averaged_logits(face.track_id, frame.index) for face in frame.faces])
+            codes = codes.argmax(dim=-1)
+            fidelities = torch.tensor([face.fidelity for face in frame.faces])
+            adain = task_adain(self.options.task, self.options.adain)
+            outputs = []
+            with torch.inference_mode():
+                for number, encoded in enumerate(frame.encoded):
+                    rows = slice(number * self.chunk, (number + 1) * self.chunk)
+                    out = self.model.decode(encoded, codes[rows].to(encoded.logits.device), fidelities[rows], adain)
+                    outputs.append(as_restored_crops(out, rows.start, len(frame.faces)))
+            restored = torch.cat(outputs)
+        result = paste_faces([frame.picture], frame.faces, restored, self.options)
+        frame.picture, frame.encoded, frame.crops = None, None, None  # only the small per-face data stays
+        return result
+
+    def _averaged_logits(self, tid: int, index: int) -> torch.Tensor:
+        """Mean logits of the track over frames around ``index`` (centred and symmetric, or trailing)."""
+        logits = [self._frame(index).logits[tid]]
+        half = self.video.code_window // 2
+        steps = range(1, self.video.code_window) if self.video.causal else range(1, half + 1)
+        for step in steps:
+            around = [index - step] if self.video.causal else [index - step, index + step]
+            found = [self._logits_at(tid, i) for i in around]
+            if any(item is None for item in found):
+                break
+            logits += found
+        return torch.stack(logits).mean(dim=0)
+
+    def _logits_at(self, tid: int, index: int) -> torch.Tensor | None:
+        if index not in self._held() or index >= self.placed:
+            return None
+        return self._frame(index).logits.get(tid)
+
+
+def _distance(a: Detection, b: Detection) -> float:
+    """Mean landmark distance as a share of the face size."""
+    gap = np.linalg.norm(np.array(a.landmarks) - np.array(b.landmarks), axis=1).mean()
+    return float(gap / max(a.size, b.size, 1.0))
+
+
+def _thumbnail(rgb: np.ndarray) -> np.ndarray:
+    import cv2
+
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    return cv2.resize(grey, (CUT_THUMBNAIL, CUT_THUMBNAIL), interpolation=cv2.INTER_AREA).astype(np.float32) / 255

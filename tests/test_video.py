@@ -1,0 +1,115 @@
+"""Video: tracks across frames and cuts, filled gaps, steady codes, and single images as before."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from codeformer_nodes import RestoreOptions, restore_faces
+from codeformer_nodes.pipeline.video import VideoOptions, restore_video
+
+from .conftest import TESTDATA
+from .test_pipeline import RecordingNetwork, small_codeformer
+
+DETECTOR = "retinaface_mobile0.25"
+FRAME_BY_FRAME = VideoOptions(landmark_window=1, code_window=1, max_gap=0)
+
+
+@pytest.fixture(scope="module")
+def options() -> RestoreOptions:
+    weights = TESTDATA / "weights"
+    if not weights.exists():
+        pytest.skip(f"{weights} is absent: the real detector lives in ../shared/testdata")
+    return RestoreOptions(detector=DETECTOR, weights_dir=weights)
+
+
+def photo(name: str) -> np.ndarray:
+    return np.array(Image.open(TESTDATA / "photos" / name).convert("RGB"))
+
+
+def shifted(rgb: np.ndarray, dx: int) -> np.ndarray:
+    return np.ascontiguousarray(np.roll(rgb, dx, axis=1))
+
+
+def hide(rgb: np.ndarray, box: tuple[float, ...]) -> np.ndarray:
+    x1, y1, x2, y2 = (int(v) for v in box)
+    covered = rgb.copy()
+    covered[max(y1 - 30, 0) : y2 + 30, max(x1 - 30, 0) : x2 + 30] = 128
+    return covered
+
+
+def test_a_single_image_is_restored_exactly_as_today(options):
+    rgb = photo("group_four.png")
+    network = small_codeformer()
+    today = restore_faces([rgb], network, options)
+    (video,) = list(restore_video([rgb], network, options))  # default windows: codes from averaged logits
+    assert torch.equal(video.images[0], today.images[0])
+    assert [f.landmarks for f in video.faces] == [f.landmarks for f in today.faces]
+    assert [f.track_id for f in video.faces] == [0, 1, 2, 3]
+
+
+def test_tracks_keep_their_ids_and_a_cut_ends_them(options):
+    four, small = photo("group_four.png"), photo("group_small.jpg")
+    other = np.array(Image.fromarray(small).resize(four.shape[1::-1]))
+    frames = [shifted(four, dx) for dx in (0, 1, 2)] + [other, other]
+    results = list(restore_video(frames, RecordingNetwork(), options, FRAME_BY_FRAME))
+    assert len(results) == 5
+    ids = [sorted(face.track_id for face in result.faces) for result in results]
+    assert ids[0] == ids[1] == ids[2] == [0, 1, 2, 3]
+    assert ids[3] == ids[4] and min(ids[3]) >= 4, "after a cut, new tracks"
+    first = {face.track_id: face.box[0] for face in results[0].faces}
+    third = {face.track_id: face.box[0] for face in results[2].faces}
+    assert all(abs(third[tid] - first[tid] - 2) < 2 for tid in first), "each id follows the same face"
+
+
+def test_a_face_that_leaves_and_comes_back_keeps_its_id_and_short_gaps_are_filled(options):
+    four = photo("group_four.png")
+    leaving = restore_faces([four], RecordingNetwork(), options).faces[0]
+    frames = [four] * 3 + [hide(four, leaving.box)] * 6 + [four] * 3 + [hide(four, leaving.box)] * 2 + [four] * 2
+    results = list(restore_video(frames, RecordingNetwork(), options, VideoOptions(code_window=1)))
+    counts = [len(result.faces) for result in results]
+    assert counts == [4] * 3 + [3] * 6 + [4] * 3 + [4] * 2 + [4] * 2, "a 2-frame miss is filled, 6 frames are not"
+    assert all(sorted(f.track_id for f in r.faces) == [0, 1, 2, 3] for i, r in enumerate(results) if counts[i] == 4)
+    filled = next(face for face in results[12].faces if face.track_id == 0)
+    np.testing.assert_allclose(filled.landmarks, leaving.landmarks, atol=1e-3, err_msg="interpolated, between equals")
+    untouched = hide(four, leaving.box)
+    assert not torch.equal(results[12].images[0], torch.from_numpy(untouched / np.float32(255)))
+
+
+def test_frames_without_faces_come_back_unchanged_and_the_clip_streams(options):
+    blank = np.full((120, 160, 3), 90, np.uint8)
+    pulled = []
+
+    def frames():
+        for index in range(12):
+            pulled.append(index)
+            yield blank
+
+    stream = restore_video(frames(), RecordingNetwork(), options, VideoOptions(code_window=1))
+    for emitted, result in enumerate(stream):
+        assert torch.equal(result.images[0], torch.from_numpy(blank / np.float32(255)))
+        assert len(pulled) - emitted <= VideoOptions(code_window=1).latency + 1, "frames are not hoarded"
+    assert emitted == 11
+
+
+def test_logits_are_averaged_along_a_track(options):
+    """Codes come from the mean logits of a track's frames: with three frames of one still face, the middle frame's
+    codes are the argmax of the three frames' mean, the same as a single frame's only when they agree."""
+    four = photo("group_four.png")
+    network = small_codeformer()
+    clip = [four, shifted(four, 1), four]
+    one_face = RestoreOptions(detector=options.detector, weights_dir=options.weights_dir, face_selection=[0])
+    steady = list(restore_video(clip, network, one_face, VideoOptions(landmark_window=1, code_window=3, max_gap=0)))
+    alone = list(restore_video(clip, network, one_face, FRAME_BY_FRAME))
+    assert [len(r.faces) for r in steady] == [1, 1, 1]
+    # the ends of a clip average over what they have: the first frame over itself only
+    assert torch.equal(steady[0].images[0], alone[0].images[0])
+
+
+def test_video_options_are_checked():
+    with pytest.raises(ValueError, match="max_gap <= track_memory"):
+        VideoOptions(max_gap=10, track_memory=5)
+    with pytest.raises(TypeError, match="needs a CodeFormer"):
+        list(restore_video([np.zeros((8, 8, 3), np.uint8)], RecordingNetwork(), RestoreOptions()))
