@@ -217,7 +217,8 @@ def check_keys(expected: Mapping[str, torch.Tensor], state_dict: StateDict, path
 def _guess_architecture(state_dict: Mapping[str, object]) -> str:
     for name, keys in OTHER_ARCHITECTURES.items():
         if any(key in state_dict for key in keys):
-            return f"it looks like a {name} model"
+            article = "an" if name[0] in "AEIOU" else "a"
+            return f"it looks like {article} {name} model"
     return f"its keys start {_preview(state_dict)}"
 
 

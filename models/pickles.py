@@ -39,6 +39,8 @@ def load_pickle_safely(path: Path) -> object:
         raise WeightsFileError(f"{path} cannot be read: permission denied; check the file's permissions") from error
     except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, ValueError) as error:
         raise corrupt(path, f"{type(error).__name__}: {first_line(error)}") from error
+    except (KeyError, IndexError, TypeError, AttributeError) as error:  # torch's unpickler on bytes that are no pickle
+        raise corrupt(path, "its bytes are no torch checkpoint") from error
 
 
 def imported_names(path: Path) -> list[str] | None:

@@ -169,9 +169,10 @@ def test_truncated_file(tmp_path, suffix):
     assert str(path) in str(error.value)
 
 
-def test_text_renamed_to_pth_is_corrupt_not_unsafe(tmp_path):
+@pytest.mark.parametrize("text", ["<html>404 Not Found</html>", "hello world", "xyz"])
+def test_text_renamed_to_pth_is_corrupt_not_unsafe(tmp_path, text):
     path = tmp_path / "codeformer.pth"
-    path.write_text("<html>404 Not Found</html>")
+    path.write_text(text)
     with pytest.raises(WeightsFileError, match="truncated or corrupt"):
         load_codeformer(path)
 
