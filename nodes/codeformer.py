@@ -6,37 +6,24 @@ only read. Node ids and input names are stable: saved workflows refer to them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from ..models import PRECISION_HELP, PRECISIONS
-from ..pipeline import FaceInfo, FidelityRamp, RestoreOptions, paste_faces, restore_faces, sweep_fidelity
-from ..pipeline.detection import DEFAULT_CONFIDENCE, DEFAULT_DETECTION_SIZE, DEFAULT_DETECTOR, DETECTORS
+from ..pipeline import FidelityRamp, RestoreOptions, paste_faces, restore_faces, sweep_fidelity
 from ..pipeline.geometry import FACE_SIZE
 from ..pipeline.options import FACE_SELECTIONS, MAX_UPSCALE
-from ..pipeline.segs import faces_to_segs, restore_segs
-from . import host
+from . import host, segs, video
+from .sockets import (
+    CATEGORY,
+    DETECTION_WIDGETS,
+    DetectedFaces,
+    FidelityControl,
+    crops_or_placeholder,
+    parse_indices,
+    stack_images,
+)
 
-CATEGORY = "image/restoration/CodeFormer"
 FACE_SELECTION_CHOICES = (*FACE_SELECTIONS, "indices")
-
-
-@dataclass(frozen=True)
-class FidelityControl:
-    """The CODEFORMER_FIDELITY socket."""
-
-    fidelity: float | FidelityRamp
-    visibility: float
-    sweep: tuple[float, ...] = ()
-
-
-@dataclass(frozen=True)
-class DetectedFaces:
-    """The CODEFORMER_FACES socket: what the paste node needs to put edited crops back."""
-
-    faces: tuple[FaceInfo, ...]
-    options: RestoreOptions
 
 
 class CodeFormerModelLoader:
@@ -127,11 +114,7 @@ class CodeFormerRestoreFaces:
             "required": {
                 "image": ("IMAGE",),
                 "codeformer_model": ("CODEFORMER_MODEL",),
-                "w": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01}),
-                "detector": (list(DETECTORS), {"default": DEFAULT_DETECTOR}),
-                "detection_size": ("INT", {"default": DEFAULT_DETECTION_SIZE, "min": 0, "max": 4096, "step": 16,
-                                           "tooltip": "short side the detector sees; 0 for the original size"}),
-                "confidence": ("FLOAT", {"default": DEFAULT_CONFIDENCE, "min": 0.0, "max": 1.0, "step": 0.01}),
+                **DETECTION_WIDGETS,
                 "face_selection": (list(FACE_SELECTION_CHOICES), {"default": "all"}),
                 "face_indices": ("STRING", {"default": "", "tooltip": "with 'indices': e.g. 0,2 (left to right)"}),
                 "min_face_size": ("INT", {"default": 0, "min": 0, "max": 8192}),
@@ -243,98 +226,13 @@ class CodeFormerPasteFaces:
         return (stack_images(result.images), stack_images(result.masks))
 
 
-def parse_indices(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.replace(";", ",").split(",") if part.strip())
-    except ValueError as error:
-        raise ValueError(f"face_indices must be whole numbers separated by commas, e.g. 0,2; got {text!r}") from error
-
-
-def stack_images(images: list[torch.Tensor]) -> torch.Tensor:
-    """One batch tensor; images of different sizes cannot share a batch, so say so."""
-    if not images:
-        return torch.zeros((0, 64, 64, 3))
-    if len({tuple(image.shape) for image in images}) > 1:
-        raise ValueError("restored images differ in size and cannot form one IMAGE batch; restore them separately")
-    return torch.stack(images)
-
-
-def crops_or_placeholder(crops: torch.Tensor | None) -> torch.Tensor:
-    """Crops as IMAGE; with no face, one black 512x512 image (an empty batch breaks most nodes)."""
-    if crops is None or crops.shape[0] == 0:
-        return torch.zeros((1, FACE_SIZE, FACE_SIZE, 3))
-    return crops
-
-
-class CodeFormerFacesToSEGS:
-    """Our faces as Impact Pack SEGS (crop regions, soft paste masks, label "face")."""
-
-    CATEGORY = CATEGORY
-    RETURN_TYPES = ("SEGS",)
-    RETURN_NAMES = ("segs",)
-    FUNCTION = "convert"
-    DESCRIPTION = "Hands the faces CodeFormer found to Impact Pack's detailers, pickers and SEGSPaste."
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict:
-        return {"required": {"image": ("IMAGE",), "faces": ("CODEFORMER_FACES",)}}
-
-    def convert(self, image: torch.Tensor, faces: DetectedFaces) -> tuple:
-        if faces.options.upscale != 1:
-            raise ValueError("SEGS follow the input image: restore with upscale 1 to make SEGS of its faces")
-        return (faces_to_segs(image, faces.faces, faces.options),)
-
-
-class CodeFormerRestoreSEGS:
-    """Restore the faces inside Impact Pack SEGS; SEGSPaste then pastes them through each SEG's mask."""
-
-    CATEGORY = CATEGORY
-    RETURN_TYPES = ("SEGS",)
-    RETURN_NAMES = ("segs",)
-    FUNCTION = "restore"
-    DESCRIPTION = (
-        "Finds the face (landmarks from the CodeFormer pack's detector) inside each SEG's crop region, restores "
-        "it and puts it into the SEG's cropped_image; a SEG without a face is left as it is."
-    )
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict:
-        restore = CodeFormerRestoreFaces.INPUT_TYPES()["required"]
-        return {
-            "required": {
-                "image": ("IMAGE", {"tooltip": "the image the SEGS were detected in"}),
-                "segs": ("SEGS",),
-                "codeformer_model": ("CODEFORMER_MODEL",),
-                **{name: restore[name] for name in ("w", "detector", "detection_size", "confidence")},
-            },
-            "optional": {"fidelity": ("CODEFORMER_FIDELITY",)},
-        }
-
-    def restore(
-        self, image: torch.Tensor, segs: tuple, codeformer_model: host.CodeFormerModel, w: float, detector: str,
-        detection_size: int, confidence: float, fidelity: FidelityControl | None = None,
-    ) -> tuple:  # fmt: skip
-        control = fidelity or FidelityControl(fidelity=w, visibility=1.0)
-        options = RestoreOptions(
-            fidelity=control.fidelity,
-            visibility=control.visibility,
-            detector=detector,
-            detection_size=detection_size or None,
-            confidence=confidence,
-            weights_dir=host.helper_weights_folder(),
-        )
-        result = restore_segs(image, segs, codeformer_model.network_on_device(), options)
-        host.check_interrupted()
-        return (result,)
-
-
 NODE_CLASS_MAPPINGS = {
     "CodeFormerModelLoader": CodeFormerModelLoader,
     "CodeFormerFidelity": CodeFormerFidelity,
     "CodeFormerRestoreFaces": CodeFormerRestoreFaces,
     "CodeFormerPasteFaces": CodeFormerPasteFaces,
-    "CodeFormerFacesToSEGS": CodeFormerFacesToSEGS,
-    "CodeFormerRestoreSEGS": CodeFormerRestoreSEGS,
+    **segs.NODE_CLASS_MAPPINGS,
+    **video.NODE_CLASS_MAPPINGS,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -342,6 +240,6 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "CodeFormerFidelity": "CodeFormer Fidelity (CFT weight)",
     "CodeFormerRestoreFaces": "CodeFormer Restore Faces",
     "CodeFormerPasteFaces": "CodeFormer Paste Faces",
-    "CodeFormerFacesToSEGS": "CodeFormer Faces to SEGS",
-    "CodeFormerRestoreSEGS": "CodeFormer Restore SEGS",
+    **segs.NODE_DISPLAY_NAME_MAPPINGS,
+    **video.NODE_DISPLAY_NAME_MAPPINGS,
 }

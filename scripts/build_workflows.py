@@ -27,7 +27,20 @@ CORE_NODES = {
     "UpscaleModelLoader": {"widgets": ["model_name"], "outputs": [("UPSCALE_MODEL", "UPSCALE_MODEL")], "inputs": {}},
     "MaskToImage": {"widgets": [], "outputs": [("IMAGE", "IMAGE")], "inputs": {"mask": "MASK"}},
     "ImageBlur": {"widgets": ["blur_radius", "sigma"], "outputs": [("IMAGE", "IMAGE")], "inputs": {"image": "IMAGE"}},
+    "LoadVideo": {"widgets": ["file", "upload"], "outputs": [("VIDEO", "VIDEO")], "inputs": {}},
+    "GetVideoComponents": {
+        "widgets": [],
+        "outputs": [("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT")],
+        "inputs": {"video": "VIDEO"},
+    },
+    "CreateVideo": {
+        "widgets": [],
+        "outputs": [("VIDEO", "VIDEO")],
+        "inputs": {"images": "IMAGE", "fps": "FLOAT", "audio": "AUDIO"},
+    },
+    "SaveVideo": {"widgets": ["filename_prefix", "format", "codec"], "outputs": [], "inputs": {"video": "VIDEO"}},
 }
+VIDEO_FILE = "example.mp4"
 
 
 def widget_defaults(node_name: str) -> dict[str, object]:
@@ -103,6 +116,20 @@ WORKFLOWS = {
             "inputs": {"image": ["1", 0], "faces": ["3", 4], "face_crops": ["5", 0]},
         },
         "4": save(["6", 0], "codeformer_pasted"),
+    },
+    "codeformer_video": {
+        "1": {"class_type": "LoadVideo", "inputs": {"file": VIDEO_FILE}},
+        "2": loader(),
+        "3": {"class_type": "GetVideoComponents", "inputs": {"video": ["1", 0]}},
+        "4": {
+            "class_type": "CodeFormerRestoreVideo",
+            "inputs": {"frames": ["3", 0], "codeformer_model": ["2", 0], **widget_defaults("CodeFormerRestoreVideo")},
+        },
+        "5": {"class_type": "CreateVideo", "inputs": {"images": ["4", 0], "fps": ["3", 2], "audio": ["3", 1]}},
+        "6": {
+            "class_type": "SaveVideo",
+            "inputs": {"video": ["5", 0], "filename_prefix": "codeformer_video", "format": "auto", "codec": "auto"},
+        },
     },
     "codeformer_colorize": {
         "1": load_image(),

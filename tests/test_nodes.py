@@ -175,3 +175,17 @@ def test_older_comfy_is_reported_in_one_line(comfy, monkeypatch):
 
     monkeypatch.delattr(comfy.utils, "tiled_scale")
     assert host.missing_host_api() == ["comfy.utils.tiled_scale"]
+
+
+def test_video_node_keeps_the_frame_count_and_reports_tracks(comfy, photo, stand_in_model):
+    from codeformer_nodes.nodes.video import CodeFormerRestoreVideo
+
+    frames = torch.stack([photo, photo.roll(1, dims=1), photo, torch.zeros_like(photo)])
+    restored, faces_json, tracks = CodeFormerRestoreVideo().restore(
+        frames, stand_in_model, 0.5, DETECTOR, 640, 0.97, landmark_window=3, code_window=1, max_gap=0, tracks="1, 2"
+    )
+    assert restored.shape == frames.shape and tracks == 2
+    assert torch.equal(restored[3], frames[3]), "a frame without faces comes back unchanged"
+    faces = json.loads(faces_json)
+    assert {face["track_id"] for face in faces} == {1, 2} and {face["image_index"] for face in faces} == {0, 1, 2}
+    assert comfy.progress[-1] == (4, 4)

@@ -15,7 +15,8 @@ import torch
 from PIL import Image
 
 from codeformer_nodes import RestoreOptions, restore_faces
-from codeformer_nodes.nodes.codeformer import CodeFormerFacesToSEGS, CodeFormerRestoreFaces, CodeFormerRestoreSEGS
+from codeformer_nodes.nodes.codeformer import CodeFormerRestoreFaces
+from codeformer_nodes.nodes.segs import CodeFormerFacesToSEGS, CodeFormerRestoreSEGS
 from codeformer_nodes.pipeline.segs import restore_segs
 
 from ..benchmarks.scenes import crowd_rgb

@@ -1,0 +1,78 @@
+"""Impact Pack SEGS nodes: our faces as SEGS, and faces restored inside any SEGS."""
+
+from __future__ import annotations
+
+import torch
+
+from ..pipeline import RestoreOptions
+from ..pipeline.segs import faces_to_segs, restore_segs
+from . import host
+from .sockets import CATEGORY, DETECTION_WIDGETS, DetectedFaces, FidelityControl
+
+
+class CodeFormerFacesToSEGS:
+    """Our faces as Impact Pack SEGS (crop regions, soft paste masks, label "face")."""
+
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("SEGS",)
+    RETURN_NAMES = ("segs",)
+    FUNCTION = "convert"
+    DESCRIPTION = "Hands the faces CodeFormer found to Impact Pack's detailers, pickers and SEGSPaste."
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {"required": {"image": ("IMAGE",), "faces": ("CODEFORMER_FACES",)}}
+
+    def convert(self, image: torch.Tensor, faces: DetectedFaces) -> tuple:
+        if faces.options.upscale != 1:
+            raise ValueError("SEGS follow the input image: restore with upscale 1 to make SEGS of its faces")
+        return (faces_to_segs(image, faces.faces, faces.options),)
+
+
+class CodeFormerRestoreSEGS:
+    """Restore the faces inside Impact Pack SEGS; SEGSPaste then pastes them through each SEG's mask."""
+
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("SEGS",)
+    RETURN_NAMES = ("segs",)
+    FUNCTION = "restore"
+    DESCRIPTION = (
+        "Finds the face (landmarks from the CodeFormer pack's detector) inside each SEG's crop region, restores "
+        "it and puts it into the SEG's cropped_image; a SEG without a face is left as it is."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {
+            "required": {
+                "image": ("IMAGE", {"tooltip": "the image the SEGS were detected in"}),
+                "segs": ("SEGS",),
+                "codeformer_model": ("CODEFORMER_MODEL",),
+                **DETECTION_WIDGETS,
+            },
+            "optional": {"fidelity": ("CODEFORMER_FIDELITY",)},
+        }
+
+    def restore(
+        self, image: torch.Tensor, segs: tuple, codeformer_model: host.CodeFormerModel, w: float, detector: str,
+        detection_size: int, confidence: float, fidelity: FidelityControl | None = None,
+    ) -> tuple:  # fmt: skip
+        control = fidelity or FidelityControl(fidelity=w, visibility=1.0)
+        options = RestoreOptions(
+            fidelity=control.fidelity,
+            visibility=control.visibility,
+            detector=detector,
+            detection_size=detection_size or None,
+            confidence=confidence,
+            weights_dir=host.helper_weights_folder(),
+        )
+        result = restore_segs(image, segs, codeformer_model.network_on_device(), options)
+        host.check_interrupted()
+        return (result,)
+
+
+NODE_CLASS_MAPPINGS = {"CodeFormerFacesToSEGS": CodeFormerFacesToSEGS, "CodeFormerRestoreSEGS": CodeFormerRestoreSEGS}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "CodeFormerFacesToSEGS": "CodeFormer Faces to SEGS",
+    "CodeFormerRestoreSEGS": "CodeFormer Restore SEGS",
+}

@@ -1,0 +1,61 @@
+"""The sockets and helpers the nodes share: custom socket types, widgets, batch conversions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..pipeline import FaceInfo, FidelityRamp, RestoreOptions
+from ..pipeline.detection import DEFAULT_CONFIDENCE, DEFAULT_DETECTION_SIZE, DEFAULT_DETECTOR, DETECTORS
+from ..pipeline.geometry import FACE_SIZE
+
+CATEGORY = "image/restoration/CodeFormer"
+# The detection widgets every restoring node has.
+DETECTION_WIDGETS = {
+    "w": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01}),
+    "detector": (list(DETECTORS), {"default": DEFAULT_DETECTOR}),
+    "detection_size": ("INT", {"default": DEFAULT_DETECTION_SIZE, "min": 0, "max": 4096, "step": 16,
+                               "tooltip": "short side the detector sees; 0 for the original size"}),
+    "confidence": ("FLOAT", {"default": DEFAULT_CONFIDENCE, "min": 0.0, "max": 1.0, "step": 0.01}),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FidelityControl:
+    """The CODEFORMER_FIDELITY socket."""
+
+    fidelity: float | FidelityRamp
+    visibility: float
+    sweep: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class DetectedFaces:
+    """The CODEFORMER_FACES socket: what the paste node needs to put edited crops back."""
+
+    faces: tuple[FaceInfo, ...]
+    options: RestoreOptions
+
+
+def parse_indices(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.replace(";", ",").split(",") if part.strip())
+    except ValueError as error:
+        raise ValueError(f"face_indices must be whole numbers separated by commas, e.g. 0,2; got {text!r}") from error
+
+
+def stack_images(images: list[torch.Tensor]) -> torch.Tensor:
+    """One batch tensor; images of different sizes cannot share a batch, so say so."""
+    if not images:
+        return torch.zeros((0, 64, 64, 3))
+    if len({tuple(image.shape) for image in images}) > 1:
+        raise ValueError("restored images differ in size and cannot form one IMAGE batch; restore them separately")
+    return torch.stack(images)
+
+
+def crops_or_placeholder(crops: torch.Tensor | None) -> torch.Tensor:
+    """Crops as IMAGE; with no face, one black 512x512 image (an empty batch breaks most nodes)."""
+    if crops is None or crops.shape[0] == 0:
+        return torch.zeros((1, FACE_SIZE, FACE_SIZE, 3))
+    return crops

@@ -1,0 +1,77 @@
+"""The video node: a clip's frames (an IMAGE batch) restored with faces kept steady along their tracks."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from ..pipeline import RestoreOptions
+from ..pipeline.video import VideoOptions, restore_video
+from . import host
+from .sockets import CATEGORY, DETECTION_WIDGETS, FidelityControl, parse_indices, stack_images
+
+
+class CodeFormerRestoreVideo:
+    """Restore the faces of a clip: tracked, landmarks smoothed, codes averaged along each track."""
+
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("IMAGE", "STRING", "INT")
+    RETURN_NAMES = ("frames", "faces_json", "track_count")
+    FUNCTION = "restore"
+    DESCRIPTION = (
+        "For video frames (e.g. from Load Video -> Get Video Components): the same face looks the same from frame "
+        "to frame. Track indices count people in the order they first appear."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        defaults = VideoOptions()
+        window = {"min": 1, "max": 31, "step": 1}
+        return {
+            "required": {
+                "frames": ("IMAGE",),
+                "codeformer_model": ("CODEFORMER_MODEL",),
+                **DETECTION_WIDGETS,
+                "landmark_window": ("INT", {"default": defaults.landmark_window, **window,
+                                            "tooltip": "frames whose landmarks are averaged per face (1: none)"}),
+                "code_window": ("INT", {"default": defaults.code_window, **window,
+                                        "tooltip": "frames whose codes are chosen together per face (1: none)"}),
+                "max_gap": ("INT", {"default": defaults.max_gap, "min": 0, "max": 30,
+                                    "tooltip": "frames a face may be missed and still be filled in"}),
+                "tracks": ("STRING", {"default": "", "tooltip": "restore only these tracks, e.g. 0,2; empty: all"}),
+            },
+            "optional": {"fidelity": ("CODEFORMER_FIDELITY",)},
+        }  # fmt: skip
+
+    def restore(
+        self, frames: torch.Tensor, codeformer_model: host.CodeFormerModel, w: float, detector: str,
+        detection_size: int, confidence: float, landmark_window: int, code_window: int, max_gap: int, tracks: str,
+        fidelity: FidelityControl | None = None,
+    ) -> tuple:  # fmt: skip
+        control = fidelity or FidelityControl(fidelity=w, visibility=1.0)
+        options = RestoreOptions(
+            fidelity=control.fidelity,
+            visibility=control.visibility,
+            detector=detector,
+            detection_size=detection_size or None,
+            confidence=confidence,
+            weights_dir=host.helper_weights_folder(),
+        )
+        video = VideoOptions(
+            landmark_window=landmark_window, code_window=code_window, max_gap=max_gap,
+            tracks=parse_indices(tracks) or None,
+        )  # fmt: skip
+        network = codeformer_model.network_on_device()
+        progress = host.progress_callback()
+        images, faces = [], []
+        for index, result in enumerate(restore_video(frames, network, options, video)):
+            images.append(result.images[0])
+            faces += [{**face.to_dict(), "image_index": index} for face in result.faces]
+            progress(index + 1, frames.shape[0])
+        track_count = len({face["track_id"] for face in faces})
+        return (stack_images(images), json.dumps(faces), track_count)
+
+
+NODE_CLASS_MAPPINGS = {"CodeFormerRestoreVideo": CodeFormerRestoreVideo}
+NODE_DISPLAY_NAME_MAPPINGS = {"CodeFormerRestoreVideo": "CodeFormer Restore Video"}
