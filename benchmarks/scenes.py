@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "photos"
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+PHOTOS = SHARED / "testdata" / "photos"
 # x of the four face centres in group_four.png
 GROUP_FOUR_FACE_CENTRES = (214, 471, 693, 934)
 

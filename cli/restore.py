@@ -19,7 +19,7 @@ import re
 import sys
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +34,7 @@ from ..pipeline.detection import DEFAULT_CONFIDENCE, DEFAULT_DETECTION_SIZE, DEF
 from ..pipeline.inference import auto_chunk_size, device_of
 from ..pipeline.options import FACE_SELECTIONS, MAX_UPSCALE
 from ..pipeline.tasks import resolve_task
+from ..pipeline.video import VideoOptions
 from .claims import claim, release
 from .imageio import (
     FORMATS,
@@ -46,6 +47,8 @@ from .imageio import (
     remove_stale_partials,
     write_image,
 )
+from .video import VIDEO_SUFFIXES, restore_video_file, video_destination, video_options_from
+from .video import add_arguments as add_video_arguments
 from .workflow import export_workflow
 
 # Images decoded ahead of the network, so it never waits on the disk.
@@ -54,6 +57,7 @@ PREFETCH = 2
 RESTORED_TAG = "_restored"
 RESTORED_NAME = re.compile(rf".*{RESTORED_TAG}(_\d+)?")
 INTERRUPTED_STATUS = 130
+INPUT_SUFFIXES = (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--skip-existing", action="store_true", help="leave outputs that exist (resume a run)")
     parser.add_argument("--report", help="write the JSON report to this file, or - for stdout")
     parser.add_argument("--export-workflow", type=Path, help="write the equivalent ComfyUI API workflow and exit")
+    add_video_arguments(parser)
+    from .ray_restore import add_arguments as add_ray_arguments  # Ray itself is imported only by a --ray run
+
+    add_ray_arguments(parser)
     return parser
 
 
@@ -123,11 +131,11 @@ def expand_inputs(patterns: list[str], output_folder: Path) -> tuple[list[Path],
     for pattern in patterns:
         path = Path(pattern)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in INPUT_SUFFIXES and p.is_file())
             if path.resolve() == output_folder.resolve():
                 found = [p for p in found if not RESTORED_NAME.fullmatch(p.stem)]
             if not found:
-                problems.append({"input": pattern, "error": f"folder {pattern} holds no images ({IMAGE_SUFFIXES})"})
+                problems.append({"input": pattern, "error": f"folder {pattern} holds no images ({INPUT_SUFFIXES})"})
         elif path.exists():
             found = [path]
         else:
@@ -159,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         options = options_from(args)
+        video = video_options_from(args)
     except ValueError as error:
         parser.error(str(error))
     if args.export_workflow:
@@ -167,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         args.export_workflow.write_text(json.dumps(workflow, indent=2) + "\n")
         print(f"wrote {args.export_workflow}", file=sys.stderr)
         return 0
+    if args.ray is not None:  # the same run, restored by a Ray cluster's workers
+        from .ray_restore import main as ray_main
+
+        return ray_main(args, options, sys.argv[1:] if argv is None else argv, parser)
     if not args.inputs or args.output is None:
         parser.error("give INPUT... and -o OUTDIR (or --export-workflow FILE)")
     try:
@@ -178,6 +191,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"codeformer-restore: {error}", file=sys.stderr)
         return 2
     settings = WriteSettings(args.format, args.jpeg_quality, args.jpeg_subsampling)
+    files, entries = expand_inputs(args.inputs, args.output)
+    return execute(
+        args, entries, lambda: run(files, model, options, args.output, settings, args.skip_existing, entries, video)
+    )
+
+
+def execute(args: argparse.Namespace, entries: list[dict], work: Callable[[], object]) -> int:
+    """Run ``work`` (which fills ``entries``), write the report however it ends and sum up; the exit status."""
     report_file = None if args.report in (None, "-") else Path(args.report)
     if report_file is not None:
         try:
@@ -185,13 +206,12 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as error:
             print(f"codeformer-restore: cannot write the report {report_file}: {error}", file=sys.stderr)
             return 2
-    files, entries = expand_inputs(args.inputs, args.output)
     for stale in remove_stale_partials(args.output):
         print(f"codeformer-restore: removed {stale.name}, left by a run that was killed", file=sys.stderr)
     started = time.perf_counter()
     interrupted = completed = False
     try:
-        run(files, model, options, args.output, settings, args.skip_existing, entries)
+        work()
         completed = True
     except KeyboardInterrupt:
         interrupted = True
@@ -238,7 +258,7 @@ class Pending:
 
 def run(
     files: list[Path], model: torch.nn.Module, options: RestoreOptions, folder: Path, settings: WriteSettings,
-    skip_existing: bool, entries: list[dict] | None = None,
+    skip_existing: bool, entries: list[dict] | None = None, video: VideoOptions | None = None,
 ) -> list[dict]:  # fmt: skip
     """Restore each file; decoding and encoding happen in background threads.
 
@@ -251,6 +271,8 @@ def run(
     taken = {file.resolve() for file in files}
     entries = [] if entries is None else entries
     progress = Progress(len(files))
+    clips = [file for file in files if file.suffix.lower() in VIDEO_SUFFIXES]
+    files = [file for file in files if file not in clips]
     group_size = options.chunk_size or auto_chunk_size(device_of(model))
     claimed: list[Path] = []
     try:
@@ -274,6 +296,10 @@ def run(
                     writes += restore_group(group, model, options, settings, pool, progress)
                     group = []
             writes += restore_group(group, model, options, settings, pool, progress)
+            for clip in clips:
+                destination = video_destination(clip, folder, taken)
+                entries.append(restore_clip(clip, destination, model, options, video or VideoOptions(), skip_existing))
+                progress.step(clip, entries[-1])
             for entry, write in writes:
                 try:
                     write.result()
@@ -284,6 +310,29 @@ def run(
             release(destination)
         progress.close()
     return entries
+
+
+def restore_clip(
+    source: Path, destination: Path, model: torch.nn.Module, options: RestoreOptions, video: VideoOptions,
+    skip_existing: bool,
+) -> dict:  # fmt: skip
+    """Restore one video file (frames streamed) and return its report entry."""
+    entry: dict = {"input": str(source), "output": str(destination)}
+    holder = claim(destination)
+    try:
+        if holder is not None or (skip_existing and destination.exists()):
+            note = {} if holder is None else {"note": f"another run (process {holder}) is restoring it"}
+            return {**entry, "skipped": True, "faces": [], "seconds": 0.0, **note}
+        started = time.perf_counter()
+        try:
+            report = restore_video_file(source, destination, model, options, video)
+        except (ValueError, OSError, RuntimeError) as error:
+            return {**entry, "error": str(error), "output": None}
+        entry.update(faces=[], frames=report.frames, faces_restored=report.faces, tracks=report.tracks)
+        return {**entry, "fps": report.fps, "seconds": round(time.perf_counter() - started, 3)}
+    finally:
+        if holder is None:
+            release(destination)
 
 
 def restore_group(

@@ -113,3 +113,44 @@ def test_video_options_are_checked():
         VideoOptions(max_gap=10, track_memory=5)
     with pytest.raises(TypeError, match="needs a CodeFormer"):
         list(restore_video([np.zeros((8, 8, 3), np.uint8)], RecordingNetwork(), RestoreOptions()))
+
+
+def write_clip(path, frames: list[np.ndarray], fps: int = 25, audio_seconds: float = 0.5) -> None:
+    import av
+
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        sound = out.add_stream("aac", rate=16000)
+        for frame in frames:
+            for packet in video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                out.mux(packet)
+        for packet in video.encode():
+            out.mux(packet)
+        samples = np.sin(np.arange(int(16000 * audio_seconds)) / 16000 * 2 * np.pi * 440).astype(np.float32)[None]
+        chunk = av.AudioFrame.from_ndarray(samples * 0.3, format="fltp", layout="mono")
+        chunk.sample_rate = 16000
+        for packet in [*sound.encode(chunk), *sound.encode()]:
+            out.mux(packet)
+
+
+def test_a_video_file_keeps_its_frames_fps_and_audio(options, tmp_path):
+    import av
+
+    from codeformer_nodes.cli.imageio import WriteSettings
+    from codeformer_nodes.cli.restore import run
+
+    four = photo("group_four.png")[:640, :1200]
+    clip = tmp_path / "in" / "clip.mp4"
+    clip.parent.mkdir()
+    write_clip(clip, [shifted(four, dx) for dx in range(6)], fps=24)
+    entries = run([clip], RecordingNetwork(), options, tmp_path / "out", WriteSettings(), False, video=FRAME_BY_FRAME)
+    assert entries[0]["frames"] == 6 and entries[0]["faces_restored"] == 24 and entries[0]["tracks"] == 4
+    with av.open(str(tmp_path / "out" / "clip.mp4")) as restored, av.open(str(clip)) as original:
+        assert restored.streams.video[0].average_rate == 24 and restored.streams.video[0].frames == 6
+        assert len(restored.streams.audio) == 1
+        assert restored.streams.audio[0].duration == original.streams.audio[0].duration, "audio copied as it was"
+        first = next(restored.decode(video=0)).to_ndarray(format="rgb24").astype(int)
+        source = next(original.decode(video=0)).to_ndarray(format="rgb24").astype(int)
+    assert np.abs(first - source).max() > 100, "faces restored (inverted by the stand-in)"
+    assert np.abs(first[600:, :100] - source[600:, :100]).mean() < 4, "the rest re-encoded, nothing more"
