@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scenes import SHARED, recipe_checkpoint
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 DETECTOR_WEIGHTS = SHARED / "testdata" / "weights" / "detection_mobilenet0.25_Final.pth"
 DETECTOR = "retinaface_mobile0.25"
 FIDELITY = 0.5
@@ -122,14 +122,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def prepare(folder: Path) -> tuple[Path, Path]:
     """Recipe weights as a checkpoint, and a model folder with the detector and a random ParseNet."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("recipe", SHARED / "reference" / "recipe.py")
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
-    arrays = recipe.recipe_state_dict(str(SHARED / "reference" / "manifest.json"))
-    weights = folder / "codeformer.pth"
-    torch.save({"params_ema": {k: torch.from_numpy(v).float() for k, v in arrays.items()}}, weights)
+    weights = recipe_checkpoint(folder)
     weights_dir = folder / "facexlib"
     weights_dir.mkdir()
     shutil.copy(DETECTOR_WEIGHTS, weights_dir / DETECTOR_WEIGHTS.name)

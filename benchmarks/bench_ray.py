@@ -25,7 +25,6 @@ with the same thread count, and checks that their files are identical.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import os
 import shutil
@@ -37,8 +36,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from scenes import SHARED, recipe_checkpoint
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 TESTDATA = SHARED / "testdata"
 DETECTOR = "retinaface_mobile0.25"
 SIZES = (160, 176, 192, 208, 224)
@@ -123,16 +122,6 @@ def on_ray(folder: Path, out: Path, spec, options, workers: int, cpus: float) ->
     from codeformer_nodes.cli.ray_restore import restore_with_ray
 
     return restore_with_ray([str(folder)], out, options, spec, workers=workers, cpus_per_worker=cpus)
-
-
-def recipe_checkpoint(folder: Path) -> Path:
-    spec = importlib.util.spec_from_file_location("codeformer_recipe", SHARED / "reference" / "recipe.py")
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
-    arrays = recipe.recipe_state_dict(str(SHARED / "reference" / "manifest.json"))
-    path = folder / "codeformer.pth"
-    torch.save({"params_ema": {k: torch.from_numpy(v).float() for k, v in arrays.items()}}, path)
-    return path
 
 
 def report(results: list[dict], label: str) -> None:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scenes import SHARED, read_rgb
+from scenes import SHARED, read_rgb, recipe_checkpoint
 
 PAN_PER_FRAME = 0.37  # pixels
 ZOOM_PER_FRAME = 0.0015
@@ -161,18 +161,6 @@ def steadiness(frames: int) -> None:
     print(f"flicker ratio {steady['flicker'] / plain['flicker']:.2f} (target <= 0.5); code changes "
           f"{plain['code_changes'] / max(steady['code_changes'], 1e-9):.1f}x fewer (target >= 5x); smoothed "
           f"landmarks {steady['jitter_px']:.3f} px from the true motion (target <= 0.5)")  # fmt: skip
-
-
-def recipe_checkpoint(folder: Path) -> Path:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("recipe", SHARED / "reference" / "recipe.py")
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
-    arrays = recipe.recipe_state_dict(str(SHARED / "reference" / "manifest.json"))
-    path = folder / "codeformer.pth"
-    torch.save({"params_ema": {key: torch.from_numpy(value).float() for key, value in arrays.items()}}, path)
-    return path
 
 
 def streaming(frames: int) -> None:

@@ -1,4 +1,5 @@
-"""Test scenes built from the real photos in ``../shared/testdata``, shared by tests and benchmarks."""
+"""Test scenes built from the real photos in ``../shared/testdata`` and the reference's recipe
+weights, shared by tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -10,6 +11,21 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 PHOTOS = SHARED / "testdata" / "photos"
 # x of the four face centres in group_four.png
 GROUP_FOUR_FACE_CENTRES = (214, 471, 693, 934)
+
+
+def recipe_checkpoint(folder: Path) -> Path:
+    """The reference's recipe weights (float32) as an official-layout ``codeformer.pth`` in ``folder``."""
+    import importlib.util
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("codeformer_recipe", SHARED / "reference" / "recipe.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    arrays = recipe.recipe_state_dict(str(SHARED / "reference" / "manifest.json"))
+    path = folder / "codeformer.pth"
+    torch.save({"params_ema": {key: torch.from_numpy(value).float() for key, value in arrays.items()}}, path)
+    return path
 
 
 def read_rgb(name: str) -> np.ndarray:

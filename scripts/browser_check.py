@@ -704,7 +704,7 @@ def main(argv=None) -> int:
         ran = len(workflows)
         ok_all = failures == 0
         print(f"browser_check: {'OK' if ok_all else 'FAIL'} {ran - failures} of {ran} workflow(s) passed")
-    except (CheckFailed, Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - any failure ends in a FAIL line
+    except (CheckFailed, PlaywrightError, OSError, ValueError, KeyError, TypeError, KeyboardInterrupt) as e:
         print(f"browser_check: FAIL {type(e).__name__ + ': ' if not isinstance(e, CheckFailed) else ''}{e}")
         if server.proc is not None:
             print("--- server log tail ---\n" + "".join(server.log().splitlines(True)[-30:]))

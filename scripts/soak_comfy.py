@@ -232,7 +232,7 @@ def main(argv=None) -> int:
             f"soak_comfy: {'OK' if ok else 'FAIL'} drift {drift:+.2f}% over {ran - a.warmup} prompt(s) "
             f"after the warm-up" + ("" if ok else f" exceeds {a.max_drift:g}%")
         )
-    except (CheckFailed, Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - any failure ends in a FAIL line
+    except (CheckFailed, OSError, ValueError, KeyError, TypeError, KeyboardInterrupt) as e:
         print(
             f"soak_comfy: FAIL {'' if isinstance(e, CheckFailed) else type(e).__name__ + ': '}{e}"
             + (f" (after {len(rows)} prompt(s))" if rows else "")
