@@ -126,6 +126,8 @@ def add_arguments(parser) -> None:  # noqa: ANN001 (argparse.ArgumentParser)
                        help="frames whose landmarks are averaged per face track (1: none)")  # fmt: skip
     group.add_argument("--code-window", type=int, default=defaults.code_window,
                        help="frames whose logits are averaged per face track before the codes are chosen")  # fmt: skip
+    group.add_argument("--code-margin", type=float, default=defaults.code_margin,
+                       help="logit lead a code needs to replace the one of the previous frame (0: argmax)")  # fmt: skip
     group.add_argument("--max-gap", type=int, default=defaults.max_gap, help="missed frames filled in per track")
     group.add_argument("--causal", action="store_true", help="no look-ahead (smoothing lags on steady motion)")
 
@@ -133,8 +135,8 @@ def add_arguments(parser) -> None:  # noqa: ANN001 (argparse.ArgumentParser)
 def video_options_from(args) -> VideoOptions:  # noqa: ANN001 (argparse.Namespace)
     tracks = tuple(args.face_indices) if args.face_indices else None
     return VideoOptions(
-        landmark_window=args.landmark_window, code_window=args.code_window, max_gap=args.max_gap,
-        causal=args.causal, tracks=tracks,
+        landmark_window=args.landmark_window, code_window=args.code_window, code_margin=args.code_margin,
+        max_gap=args.max_gap, causal=args.causal, tracks=tracks,
     )  # fmt: skip
 
 

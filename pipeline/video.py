@@ -56,6 +56,10 @@ class VideoOptions:
         landmark_window: frames whose landmarks are averaged per track (1: none).
         code_window: frames whose logits are averaged per track before the argmax
             (1: codes frame by frame, as for single images).
+        code_margin: with ``code_window`` above 1, a track keeps the code a token had in the
+            previous frame unless another code's averaged logit beats it by more than this (a log
+            probability ratio: 0.1 asks for about 10% more likely); 0 takes the plain argmax. Near
+            ties then stop flipping from frame to frame.
         max_gap: frames a track may go unseen and still be filled in (centred mode).
         track_memory: frames a track may go unseen and still be resumed, with the same id,
             by a face reappearing where it was (gaps longer than ``max_gap`` are not filled).
@@ -70,6 +74,7 @@ class VideoOptions:
 
     landmark_window: int = 5
     code_window: int = 5
+    code_margin: float = 0.1
     max_gap: int = 4
     track_memory: int = 30
     causal: bool = False
@@ -83,6 +88,8 @@ class VideoOptions:
                 raise ValueError(f"{name} must be at least 1 frame; got {getattr(self, name)}")
         if not 0 <= self.max_gap <= self.track_memory:
             raise ValueError(f"need 0 <= max_gap <= track_memory; got {self.max_gap} and {self.track_memory}")
+        if not self.code_margin >= 0:
+            raise ValueError(f"code_margin must be 0 or more (a logit difference); got {self.code_margin}")
         if not 0 < self.cut_threshold <= 1 or self.match_distance <= 0:
             raise ValueError("cut_threshold must lie in (0, 1] and match_distance be positive")
 
@@ -193,6 +200,7 @@ class _Stream:
         self.emitted = 0
         self.previous_thumbnail: np.ndarray | None = None
         self.smoothed: dict[int, np.ndarray] = {}  # causal: the running landmark average per track
+        self.previous_codes: dict[int, torch.Tensor] = {}  # per track, the codes of the frame emitted last
         # size filters and max_faces apply per frame; face indices mean track ids
         self.filters = dataclasses.replace(options, face_selection="all")
         self.chunk = options.chunk_size or auto_chunk_size(device_of(model))
@@ -356,11 +364,11 @@ class _Stream:
     def _restore(self, frame: _Frame) -> RestoreResult:
         if not frame.faces:
             restored = torch.zeros((0, FACE_SIZE, FACE_SIZE, 3))
+            self.previous_codes = {}
         elif self.video.code_window == 1:
             restored = run_network(self.model, frame.crops, [face.fidelity for face in frame.faces], self.options)
         else:
-            codes = torch.stack([self._averaged_logits(face.track_id, frame.index) for face in frame.faces])
-            codes = codes.argmax(dim=-1)
+            codes = self._codes(frame)
             fidelities = torch.tensor([face.fidelity for face in frame.faces])
             adain = task_adain(self.options.task, self.options.adain)
             outputs = []
@@ -373,6 +381,20 @@ class _Stream:
         result = paste_faces([frame.picture], frame.faces, restored, self.options)
         frame.picture, frame.encoded, frame.crops = None, None, None  # only the small per-face data stays
         return result
+
+    def _codes(self, frame: _Frame) -> torch.Tensor:
+        """Each face's codes from its track's averaged logits, keeping last frame's code on near ties."""
+        chosen = []
+        for face in frame.faces:
+            logits = self._averaged_logits(face.track_id, frame.index)
+            codes = logits.argmax(dim=-1)
+            previous = self.previous_codes.get(face.track_id)
+            if previous is not None and self.video.code_margin > 0:
+                gain = logits.gather(-1, codes[:, None]) - logits.gather(-1, previous[:, None])
+                codes = torch.where(gain[:, 0] > self.video.code_margin, codes, previous)
+            chosen.append(codes)
+        self.previous_codes = {face.track_id: codes for face, codes in zip(frame.faces, chosen, strict=True)}
+        return torch.stack(chosen)
 
     def _averaged_logits(self, tid: int, index: int) -> torch.Tensor:
         """Mean logits of the track over frames around ``index`` (centred and symmetric, or trailing)."""

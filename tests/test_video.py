@@ -108,6 +108,45 @@ def test_logits_are_averaged_along_a_track(options):
     assert torch.equal(steady[0].images[0], alone[0].images[0])
 
 
+class CodeSpy(torch.nn.Module):
+    """A CodeFormer that remembers the logits it predicted and the codes it was asked to decode."""
+
+    def __init__(self, network: torch.nn.Module) -> None:
+        super().__init__()
+        self.network, self.logits, self.codes = network, [], []
+
+    def encode(self, x):
+        encoded = self.network.encode(x)
+        self.logits.append(encoded.logits[0])
+        return encoded
+
+    def decode(self, encoded, codes, w, adain):
+        self.codes.append(codes[0])
+        return self.network.decode(encoded, codes, w, adain)
+
+
+def test_a_track_keeps_its_codes_on_near_ties(options):
+    """With a margin, a token keeps last frame's code unless another's averaged logit leads by more than the
+    margin; without one, each frame takes the argmax of its window's mean logits."""
+    four = photo("group_four.png").astype(np.float32)
+    noise = np.random.default_rng(0).normal(0, 12, (4, *four.shape))
+    clip = [np.clip(four + n, 0, 255).astype(np.uint8) for n in noise]  # the grain of a film: codes move
+    one_face = RestoreOptions(detector=options.detector, weights_dir=options.weights_dir, face_selection=[0])
+    window = {"landmark_window": 1, "code_window": 3, "max_gap": 0}
+    plain = CodeSpy(small_codeformer())
+    list(restore_video(clip, plain, one_face, VideoOptions(code_margin=0, **window)))
+    logits = torch.stack(plain.logits)
+    expected = [logits[max(t - 1, 0) : t + 2].mean(dim=0).argmax(dim=-1) for t in range(len(clip))]
+    expected[0], expected[-1] = logits[0].argmax(dim=-1), logits[-1].argmax(dim=-1)  # ends: symmetric windows
+    assert all(torch.equal(codes, want) for codes, want in zip(plain.codes, expected, strict=True))
+    assert any(not torch.equal(codes, plain.codes[0]) for codes in plain.codes), "the clip should move some codes"
+    sticky = CodeSpy(small_codeformer())
+    list(restore_video(clip, sticky, one_face, VideoOptions(code_margin=1e9, **window)))
+    assert all(torch.equal(codes, sticky.codes[0]) for codes in sticky.codes)
+    with pytest.raises(ValueError, match="code_margin"):
+        VideoOptions(code_margin=-1)
+
+
 def test_video_options_are_checked():
     with pytest.raises(ValueError, match="max_gap <= track_memory"):
         VideoOptions(max_gap=10, track_memory=5)
