@@ -6,10 +6,12 @@ landmark is known. One face (track 0) is restored with the recipe-weight network
 frame by frame (landmark_window = code_window = 1, code_margin = 0) and once steadied
 (the defaults).
 
-- landmark offset and jitter: the landmarks used to align the face minus the true (moved)
-  ones; offset is the part that stays the same in every frame (the detector's bias on this
-  face, which no smoothing changes and which does not move the face), jitter the RMS of the
-  rest, raw detections against smoothed ones;
+- landmark offset, wander and jitter: the landmarks used to align the face minus the true
+  (moved) ones (the residual). Offset is its part that stays the same in every frame (the
+  detector's bias on this face: it does not move the face, and no smoothing changes it);
+  wander the RMS of the rest (slow drifts included); jitter the RMS change of the residual
+  from one frame to the next, over the square root of 2 (for independent errors, their
+  size): the shaking one sees. Raw detections against smoothed ones;
 - code changes: tokens (of 256) whose code differs from the previous frame's;
 - flicker: mean absolute difference (levels) between consecutive outputs over the face,
   after each output is warped back by its known motion.
@@ -119,7 +121,8 @@ def measure(clip, motions, base_landmarks, run) -> dict[str, float]:
     offset = residuals.mean(axis=0)  # the detector's steady bias on this face, the same in every frame
     return {
         "offset_px": float(np.linalg.norm(offset, axis=1).mean()),
-        "jitter_px": float(np.sqrt(np.mean(np.sum((residuals - offset) ** 2, axis=2)))),
+        "wander_px": float(np.sqrt(np.mean(np.sum((residuals - offset) ** 2, axis=2)))),
+        "jitter_px": float(np.sqrt(np.mean(np.sum(np.diff(residuals, axis=0) ** 2, axis=2)) / 2)),
         "code_changes": float(changes.mean()),
         "flicker": float(np.mean(flicker)),
         "seconds_per_frame": run["seconds"] / len(clip),
@@ -157,11 +160,13 @@ def steadiness(frames: int) -> None:
           f"zoom {ZOOM_PER_FRAME}/frame, noise sigma {NOISE_LEVELS} levels, JPEG q{JPEG_QUALITY}")  # fmt: skip
     print(f"restored: face track {TRACK}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU float32, recipe weights")
-    print(f"{'mode':<22}{'offset px':>11}{'jitter px':>11}{'codes changed':>15}{'flicker':>9}{'s/frame':>9}")
+    print(f"{'mode':<22}{'offset px':>11}{'wander px':>11}{'jitter px':>11}{'codes changed':>15}{'flicker':>9}"
+          f"{'s/frame':>9}")  # fmt: skip
     measured = {}
     for name, video in modes.items():
         row = measured[name] = measure(clip, motions, base_landmarks, run_mode(clip, network, options, video))
-        print(f"{name:<22}{row['offset_px']:>11.3f}{row['jitter_px']:>11.3f}{row['code_changes']:>15.2f}"
+        print(f"{name:<22}{row['offset_px']:>11.3f}{row['wander_px']:>11.3f}{row['jitter_px']:>11.3f}"
+              f"{row['code_changes']:>15.2f}"
               f"{row['flicker']:>9.3f}{row['seconds_per_frame']:>9.2f}")  # fmt: skip
     plain, steady = measured["frame by frame"], measured["steadied (defaults)"]
     print(f"flicker ratio {steady['flicker'] / plain['flicker']:.2f} (target <= 0.5); code changes "

@@ -87,3 +87,32 @@ def test_bad_inputs_are_named_errors(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("codeformer-export: ") and "Traceback" not in err, (case, err)
     assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob(".*partial"))
+
+
+def test_cli_onnxruntime_backend_takes_the_cached_model_and_gives_the_torch_pixels(
+    exported, recipe_checkpoint, model, vectors, tmp_path, monkeypatch
+):
+    """``--backend onnxruntime`` finds the checked export in the per-user cache (named by the weights' SHA-256)
+    and restores as torch does, within a level."""
+    from PIL import Image
+
+    from codeformer_nodes.cli.onnx_backend import OnnxRuntimeNetwork
+    from codeformer_nodes.cli.restore import main as restore
+
+    calls = []
+    forward = OnnxRuntimeNetwork.forward
+    monkeypatch.setattr(OnnxRuntimeNetwork, "forward", lambda self, *a, **k: calls.append(1) or forward(self, *a, **k))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cached = tmp_path / "cache" / "codeformer_nodes" / "onnx" / f"{model.description.sha256}-adain1.onnx"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(exported.read_bytes())
+    before = cached.stat().st_mtime_ns
+    face = ((vectors["input"][0].permute(1, 2, 0) * 0.5 + 0.5).clamp(0, 1) * 255).round().byte().numpy()
+    Image.fromarray(face).save(tmp_path / "face.png")
+    common = [str(tmp_path / "face.png"), "--model", str(recipe_checkpoint), "--has-aligned", "--device", "cpu"]
+    assert restore([*common, "-o", str(tmp_path / "ort"), "--backend", "onnxruntime"]) == 0
+    assert restore([*common, "-o", str(tmp_path / "torch")]) == 0
+    assert calls == [1], "onnxruntime did not restore the face"
+    assert cached.stat().st_mtime_ns == before, "the cached model was exported again"
+    ours, theirs = (np.asarray(Image.open(tmp_path / side / "face.png"), np.int16) for side in ("ort", "torch"))
+    assert np.abs(ours - theirs).max() <= 1
