@@ -261,7 +261,7 @@ def test_remote_files_read_and_upload_as_local_ones(photos, tmp_path):
     pytest.importorskip("pyarrow")
     from pyarrow.fs import _MockFileSystem
 
-    from codeformer_nodes.cli.ray_restore import RemoteImage, upload
+    from codeformer_nodes.cli.ray_files import RemoteImage, upload
 
     fs = _MockFileSystem()
     fs.create_dir("bucket/in")
@@ -281,7 +281,7 @@ def test_remote_files_read_and_upload_as_local_ones(photos, tmp_path):
 
 
 def test_plan_names_outputs_as_the_local_cli(tmp_path):
-    from codeformer_nodes.cli.ray_restore import plan, uri_of_path
+    from codeformer_nodes.cli.ray_files import plan, uri_of_path
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
