@@ -354,6 +354,11 @@ def widget_problems(data: dict, page_nodes: list[dict], skip: set[tuple[str, str
     return problems
 
 
+# Values the page puts into a prompt for widgets of its own (the node declares no such input;
+# the server ignores them): left out when the page's prompt is compared with the API twin.
+FRONTEND_ONLY_INPUTS = {("LoadVideo", "video-preview")}
+
+
 def canonical_prompt(prompt: dict, ignore: set[tuple[str, str]]) -> list:
     """A prompt with node ids replaced by what they are, so that two numberings compare equal."""
 
@@ -416,7 +421,7 @@ def check_workflow(page, server: ComfyServer, path: Path, a, registered: set[str
     if len(page_nodes) != len(data["nodes"]):
         raise CheckFailed(f"the page holds {len(page_nodes)} node(s), the file {len(data['nodes'])}")
 
-    notes, skip, ignore = [], set(), set()
+    notes, skip, ignore = [], set(), set(FRONTEND_ONLY_INPUTS)
     # A LoadImage file that is not in this server's input dir: switch it, like comfy_e2e.py.
     for node in page_nodes:
         if node["type"] != "LoadImage":
@@ -439,7 +444,9 @@ def check_workflow(page, server: ComfyServer, path: Path, a, registered: set[str
             raise CheckFailed(res["error"])
         if res["changed"]:
             notes.append(f"detector -> {a.detector}")
-            ignore.add(("CodeFormerRestoreFaces", "detector"))
+            ignore.update(
+                (n["type"], "detector") for n in page_nodes if any(w["name"] == "detector" for w in n["widgets"])
+            )
 
     if a.load_only:
         if a.screenshots:

@@ -33,10 +33,11 @@ CORE_NODES = {
         "outputs": [("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT")],
         "inputs": {"video": "VIDEO"},
     },
-    "CreateVideo": {
-        "widgets": [],
+    "CreateVideo": {  # fps is a widget that the example feeds from a link (the clip's own rate)
+        "widgets": ["fps"],
         "outputs": [("VIDEO", "VIDEO")],
-        "inputs": {"images": "IMAGE", "fps": "FLOAT", "audio": "AUDIO"},
+        "inputs": {"images": "IMAGE", "audio": "AUDIO"},
+        "linked_widgets": {"fps": ("FLOAT", 30.0)},
     },
     "SaveVideo": {"widgets": ["filename_prefix", "format", "codec"], "outputs": [], "inputs": {"video": "VIDEO"}},
 }
@@ -198,10 +199,20 @@ def to_ui(api: dict, specs: dict[str, dict]) -> dict:
             link = next((link[0] for link in links if link[3] == ids[key] and link[6] == name), None)
             if link is not None or name in node["inputs"]:
                 inputs.append({"name": name, "type": kind, "link": link})
+        linked_widgets = spec.get("linked_widgets", {})
+        for name, (kind, _) in linked_widgets.items():  # the page keeps a linked widget's value as well
+            link = next((link[0] for link in links if link[3] == ids[key] and link[6] == name), None)
+            if link is not None:
+                inputs.append({"name": name, "type": kind, "widget": {"name": name}, "link": link})
         for link in links:
             if link[3] == ids[key]:
                 link[4] = next(i for i, entry in enumerate(inputs) if entry["name"] == link[6])
-        values = [node["inputs"].get(name, "image" if name == "upload" else None) for name in spec["widgets"]]
+        values = [
+            linked_widgets[name][1]
+            if name in linked_widgets
+            else node["inputs"].get(name, "image" if name == "upload" else None)
+            for name in spec["widgets"]
+        ]
         nodes.append(
             {
                 "id": ids[key],
