@@ -34,9 +34,7 @@ from .options import RestoreOptions
 from .paste import paste_faces
 from .results import FaceInfo, RestoreResult
 from .tasks import resolve_task, task_adain, task_fidelity
-
-# Thumbnails compared for scene cuts: this many pixels a side, grey.
-CUT_THUMBNAIL = 32
+from .tracking import Tracker, thumbnail
 
 
 @runtime_checkable
@@ -122,35 +120,6 @@ class _Frame:
     encoded: list[Encoded] | None = None  # by chunk
 
 
-class Tracker:
-    """Greedy association of detections with live tracks by landmark distance; a cut ends all tracks."""
-
-    def __init__(self, memory: int, match_distance: float) -> None:
-        self.memory, self.match_distance = memory, match_distance
-        self.last: dict[int, tuple[int, Detection]] = {}
-        self.next_id = 0
-
-    def update(self, frame: int, detections: list[Detection], cut: bool) -> dict[int, Detection]:
-        if cut:
-            self.last.clear()
-        alive = {tid: seen for tid, seen in self.last.items() if frame - seen[0] <= self.memory + 1}
-        pairs = sorted(
-            (_distance(seen[1], d), tid, di) for tid, seen in alive.items() for di, d in enumerate(detections)
-        )
-        taken: dict[int, Detection] = {}
-        used: set[int] = set()
-        for cost, tid, di in pairs:
-            if cost <= self.match_distance and tid not in taken and di not in used:
-                taken[tid] = detections[di]
-                used.add(di)
-        for di in sorted(set(range(len(detections))) - used, key=lambda i: detections[i].centre):
-            taken[self.next_id] = detections[di]
-            self.next_id += 1
-        for tid, detection in taken.items():
-            self.last[tid] = (frame, detection)
-        return taken
-
-
 def restore_video(
     frames: Iterable[torch.Tensor | np.ndarray] | torch.Tensor,
     model: RestorationNetwork,
@@ -208,14 +177,14 @@ class _Stream:
     def add(self, image: torch.Tensor | np.ndarray) -> None:
         (picture,) = as_image_list([image])
         rgb = to_uint8_rgb(picture)
-        thumbnail = _thumbnail(rgb)
+        small = thumbnail(rgb)
         cut = self.previous_thumbnail is not None and (
-            thumbnail.shape != self.previous_thumbnail.shape
-            or float(np.abs(thumbnail - self.previous_thumbnail).mean()) > self.video.cut_threshold
+            small.shape != self.previous_thumbnail.shape
+            or float(np.abs(small - self.previous_thumbnail).mean()) > self.video.cut_threshold
         )
         if cut:  # tracks end here: the tracker gives the next faces new ids
             self.smoothed.clear()
-        self.previous_thumbnail = thumbnail
+        self.previous_thumbnail = small
         found = [
             d
             for d in self.detector.detect(rgb, self.options.detection_size, self.options.confidence)
@@ -413,16 +382,3 @@ class _Stream:
         if index not in self._held() or index >= self.placed:
             return None
         return self._frame(index).logits.get(tid)
-
-
-def _distance(a: Detection, b: Detection) -> float:
-    """Mean landmark distance as a share of the face size."""
-    gap = np.linalg.norm(np.array(a.landmarks) - np.array(b.landmarks), axis=1).mean()
-    return float(gap / max(a.size, b.size, 1.0))
-
-
-def _thumbnail(rgb: np.ndarray) -> np.ndarray:
-    import cv2
-
-    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    return cv2.resize(grey, (CUT_THUMBNAIL, CUT_THUMBNAIL), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
