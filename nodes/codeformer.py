@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from ..models import PRECISION_HELP, PRECISIONS
-from ..pipeline import FidelityRamp, RestoreOptions, paste_faces, restore_faces, sweep_fidelity
+from ..pipeline import FidelityRamp, paste_faces, restore_faces, sweep_fidelity
 from ..pipeline.geometry import FACE_SIZE
 from ..pipeline.options import FACE_SELECTIONS, MAX_UPSCALE
 from . import host, segs, video
@@ -19,6 +19,7 @@ from .sockets import (
     DetectedFaces,
     FidelityControl,
     crops_or_placeholder,
+    detection_options,
     parse_indices,
     stack_images,
 )
@@ -159,12 +160,12 @@ class CodeFormerRestoreFaces:
         bounding_boxes: list | None = None,
     ) -> tuple:
         control = fidelity or FidelityControl(fidelity=w, visibility=1.0)
-        options = RestoreOptions(
-            fidelity=control.fidelity,
-            visibility=control.visibility,
-            detector=detector,
-            detection_size=detection_size or None,
-            confidence=confidence,
+        options = detection_options(
+            control,
+            detector,
+            detection_size,
+            confidence,
+            host.helper_weights_folder(),
             face_selection=parse_indices(face_indices) if face_selection == "indices" else face_selection,
             min_face_size=min_face_size,
             max_face_size=max_face_size or None,
@@ -177,7 +178,6 @@ class CodeFormerRestoreFaces:
             parse_mask=parse_mask,
             chunk_size=chunk_size or None,
             return_crops=True,
-            weights_dir=host.helper_weights_folder(),
         )
         network = codeformer_model.network_on_device()
         on_chunk = host.progress_callback()

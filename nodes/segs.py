@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from ..pipeline import RestoreOptions
 from ..pipeline.segs import faces_to_segs, restore_segs
 from . import host
-from .sockets import CATEGORY, DETECTION_WIDGETS, DetectedFaces, FidelityControl
+from .sockets import CATEGORY, DETECTION_WIDGETS, DetectedFaces, FidelityControl, detection_options
 
 
 class CodeFormerFacesToSEGS:
@@ -58,14 +57,7 @@ class CodeFormerRestoreSEGS:
         detection_size: int, confidence: float, fidelity: FidelityControl | None = None,
     ) -> tuple:  # fmt: skip
         control = fidelity or FidelityControl(fidelity=w, visibility=1.0)
-        options = RestoreOptions(
-            fidelity=control.fidelity,
-            visibility=control.visibility,
-            detector=detector,
-            detection_size=detection_size or None,
-            confidence=confidence,
-            weights_dir=host.helper_weights_folder(),
-        )
+        options = detection_options(control, detector, detection_size, confidence, host.helper_weights_folder())
         result = restore_segs(image, segs, codeformer_model.network_on_device(), options)
         host.check_interrupted()
         return (result,)

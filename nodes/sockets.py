@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -36,6 +37,26 @@ class DetectedFaces:
 
     faces: tuple[FaceInfo, ...]
     options: RestoreOptions
+
+
+def detection_options(
+    control: FidelityControl,
+    detector: str,
+    detection_size: int,
+    confidence: float,
+    weights_dir: Path | None,
+    **more: object,
+) -> RestoreOptions:
+    """The options a restoring node builds from its fidelity and detection widgets (size 0: the image's own)."""
+    return RestoreOptions(
+        fidelity=control.fidelity,
+        visibility=control.visibility,
+        detector=detector,
+        detection_size=detection_size or None,
+        confidence=confidence,
+        weights_dir=weights_dir,
+        **more,  # type: ignore[arg-type]
+    )
 
 
 def parse_indices(text: str) -> tuple[int, ...]:

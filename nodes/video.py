@@ -6,10 +6,9 @@ import json
 
 import torch
 
-from ..pipeline import RestoreOptions
 from ..pipeline.video import VideoOptions, restore_video
 from . import host
-from .sockets import CATEGORY, DETECTION_WIDGETS, FidelityControl, parse_indices, stack_images
+from .sockets import CATEGORY, DETECTION_WIDGETS, FidelityControl, detection_options, parse_indices, stack_images
 
 
 class CodeFormerRestoreVideo:
@@ -50,14 +49,7 @@ class CodeFormerRestoreVideo:
         fidelity: FidelityControl | None = None,
     ) -> tuple:  # fmt: skip
         control = fidelity or FidelityControl(fidelity=w, visibility=1.0)
-        options = RestoreOptions(
-            fidelity=control.fidelity,
-            visibility=control.visibility,
-            detector=detector,
-            detection_size=detection_size or None,
-            confidence=confidence,
-            weights_dir=host.helper_weights_folder(),
-        )
+        options = detection_options(control, detector, detection_size, confidence, host.helper_weights_folder())
         video = VideoOptions(
             landmark_window=landmark_window, code_window=code_window, max_gap=max_gap,
             tracks=parse_indices(tracks) or None,
