@@ -16,8 +16,8 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from ..models.checkpoint import SAFETENSORS_SUFFIX, read_state_dict, recognise
+from ..models.downloads import file_sha256
 from ..models.errors import CodeFormerWeightsError
-from ..models.loader import file_sha256
 
 
 def convert_to_safetensors(source: Path, destination: Path) -> str:

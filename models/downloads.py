@@ -119,7 +119,7 @@ def verify(file: PinnedFile, path: Path, url: str) -> None:
             f"{url} gave {size:,} bytes, not the {file.size:,} of the official {file.name}; it was deleted. "
             "Fetch it again, or check the mirror."
         )
-    if file.sha256 is not None and (digest := sha256_of(path)) != file.sha256:
+    if file.sha256 is not None and (digest := file_sha256(path)) != file.sha256:
         raise WeightsFileError(
             f"{url} gave a file whose sha256 is {digest}, not the official {file.name}'s {file.sha256}; "
             "it was deleted. Fetch it again, or check the mirror."
@@ -127,7 +127,8 @@ def verify(file: PinnedFile, path: Path, url: str) -> None:
     file.check(path)
 
 
-def sha256_of(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks (weights are hundreds of MB)."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(CHUNK_BYTES):

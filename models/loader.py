@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,12 +10,12 @@ import torch
 
 from ..codeformer_arch import CodeFormer, CodeFormerConfig
 from .checkpoint import check_keys, read_state_dict, recognise
+from .downloads import file_sha256
 from .errors import WeightsFileError
 from .official import OFFICIAL_NAMES, official_checkpoint
 from .precision import FLOAT32, Precision, choose_precision
 
 MAX_CACHED_MODELS = 2
-HASH_CHUNK_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -118,11 +117,3 @@ def build_codeformer(path: Path, precision: Precision = FLOAT32) -> LoadedCodeFo
 def clear_model_cache() -> None:
     """Forget every cached network (e.g. to free memory)."""
     _cache.clear()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(HASH_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -197,6 +197,19 @@ class ComfyServer:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def print_log_tail(self, lines: int = 30) -> None:
+        """The end of the server's log, after a failure (nothing when it never started)."""
+        if self.proc is not None:
+            print("--- server log tail ---\n" + "".join(self.log().splitlines(True)[-lines:]))
+
+    def close(self, keep: bool) -> None:
+        """Stop the server; remove its temp dir unless ``keep`` (then say where it is)."""
+        self.stop()
+        if keep:
+            print("kept temp dir (server.log inside):", self.tmp)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
     def stop(self) -> None:
         if self.proc is None:
             return
@@ -713,14 +726,9 @@ def main(argv=None) -> int:
         print(f"browser_check: {'OK' if ok_all else 'FAIL'} {ran - failures} of {ran} workflow(s) passed")
     except (CheckFailed, PlaywrightError, OSError, ValueError, KeyError, TypeError, KeyboardInterrupt) as e:
         print(f"browser_check: FAIL {type(e).__name__ + ': ' if not isinstance(e, CheckFailed) else ''}{e}")
-        if server.proc is not None:
-            print("--- server log tail ---\n" + "".join(server.log().splitlines(True)[-30:]))
+        server.print_log_tail()
     finally:
-        server.stop()
-        if ok_all and not a.keep_temp:
-            shutil.rmtree(server.tmp, ignore_errors=True)
-        else:
-            print("kept temp dir (server.log inside):", server.tmp)
+        server.close(keep=not ok_all or a.keep_temp)
     return 0 if ok_all else 1
 
 

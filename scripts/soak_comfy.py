@@ -34,7 +34,6 @@ import argparse
 import copy
 import json
 import os
-import shutil
 import signal
 import sys
 import time
@@ -237,14 +236,9 @@ def main(argv=None) -> int:
             f"soak_comfy: FAIL {'' if isinstance(e, CheckFailed) else type(e).__name__ + ': '}{e}"
             + (f" (after {len(rows)} prompt(s))" if rows else "")
         )
-        if server.proc is not None:
-            print("--- server log tail ---\n" + "".join(server.log().splitlines(True)[-30:]))
+        server.print_log_tail()
     finally:
-        server.stop()
-        if ok and not a.keep_temp:
-            shutil.rmtree(server.tmp, ignore_errors=True)
-        else:
-            print("kept temp dir (server.log inside):", server.tmp)
+        server.close(keep=not ok or a.keep_temp)
     return 0 if ok else 1
 
 
