@@ -47,7 +47,7 @@ from .imageio import (
     remove_stale_partials,
     write_image,
 )
-from .onnx_backend import BACKENDS
+from .onnx_backend import BACKENDS, onnxruntime_network
 from .video import VIDEO_SUFFIXES, restore_video_file, video_destination, video_options_from
 from .video import add_arguments as add_video_arguments
 from .workflow import export_workflow
@@ -195,8 +195,6 @@ def main(argv: list[str] | None = None) -> int:
                                 args.precision)  # fmt: skip
         task = resolve_task(model, options)
         if onnx:
-            from .onnx_backend import onnxruntime_network
-
             images_model = onnxruntime_network(model, task_adain(task, options.adain))
     except (CodeFormerWeightsError, ValueError, RuntimeError, AssertionError, ImportError) as error:
         print(f"codeformer-restore: {error}", file=sys.stderr)  # bad weights or device, absent onnx extra, ...
