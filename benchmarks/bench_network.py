@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from codeformer_nodes import CodeFormer, load_codeformer
 from codeformer_nodes.models import choose_precision, has_native_bfloat16
+from codeformer_nodes.models.cpu_memory import OPT_OUT_VARIABLE, keep_freed_cpu_memory
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 WEIGHTS_FILE = "weights.safetensors"
@@ -62,6 +63,10 @@ class Config:
     precision: str  # a name of codeformer_nodes.models.PRECISIONS
     batch: int = 1
     compiled: bool = False
+    # CPU memory between activations: "as shipped" (the reference: glibc gives big blocks back; ours:
+    # kept during each call, models/cpu_memory.py), "kept" (the reference inside our scope too) or
+    # "given back" (ours with the scope turned off), to show what the scope alone is worth.
+    cpu_memory: str = "as shipped"
 
 
 REFERENCE_CONFIG = Config("reference-fp32", "reference", "fp32")
@@ -72,6 +77,11 @@ def configurations(device: torch.device) -> tuple[list[Config], list[str]]:
     """The configurations to run on ``device``, and a line for each left out (with why)."""
     configs = [REFERENCE_CONFIG, OURS_FP32, Config("ours-fp32-compiled", "ours", "fp32", compiled=True)]
     left_out = []
+    if device.type == "cpu":
+        configs[1:1] = [
+            Config("reference-fp32-kept", "reference", "fp32", cpu_memory="kept"),
+            Config("ours-fp32-given-back", "ours", "fp32", cpu_memory="given back"),
+        ]
     if has_native_bfloat16(device):
         configs += [Config("ours-mixed-bf16", "ours", "mixed-bf16"), Config("ours-bf16", "ours", "bf16")]
     else:
@@ -107,6 +117,9 @@ def forward(model: nn.Module, config: Config, x: Tensor) -> tuple[Tensor, Tensor
     if config.network == "ours":
         out, logits, _ = model(x, w=FIDELITY, adain=True)
         return out, logits
+    if config.cpu_memory == "kept":
+        with keep_freed_cpu_memory(x.device):
+            return model(x, weight=FIDELITY)
     return model(x, weight=FIDELITY)
 
 
@@ -138,6 +151,8 @@ def run_worker(config: Config, device: torch.device, repeats: int, workdir: Path
     loading on CUDA.
     """
     torch.backends.cuda.matmul.fp32_precision = torch.backends.cudnn.conv.fp32_precision = "ieee"
+    if config.cpu_memory == "given back":
+        os.environ[OPT_OUT_VARIABLE] = "0"
     if config.network == "reference":
         importlib.import_module(SPANDREL_MODULE)  # its import (~170 MB RSS) is not the network's memory
     baseline = memory_in_use(device)
@@ -290,6 +305,12 @@ def benchmark(device: torch.device, repeats: int) -> None:
     print(f"memory (MiB): {memory}")
     print(f"codes flipped and PSNR of the uint8 face: against {OURS_FP32.name}")
     print("vs float64: max|out - the reference's float64 vector|")
+    if device.type == "cpu":
+        print(
+            "CPU memory: the reference as shipped gives freed activations back to the system (glibc), ours keeps "
+            "them during each call (models/cpu_memory.py); '-kept' runs the reference inside that scope too, "
+            "'-given-back' runs ours without it"
+        )
     for line in left_out:
         print(f"left out: {line}")
     print()

@@ -28,6 +28,7 @@ import torch
 
 from ..models import PRECISION_HELP, PRECISIONS, TASKS, CodeFormerWeightsError, load_codeformer
 from ..models.checkpoint import RESTORATION
+from ..models.cpu_memory import keep_freed_cpu_memory
 from ..models.official import OFFICIAL_CHECKPOINTS
 from ..pipeline import FidelityRamp, RestoreOptions, restore_faces
 from ..pipeline.detection import DEFAULT_CONFIDENCE, DEFAULT_DETECTION_SIZE, DEFAULT_DETECTOR, DETECTORS
@@ -278,6 +279,7 @@ def run(
     Video clips go through ``video_model`` (default ``model``): steady codes need CodeFormer's
     encode and decode, which an onnxruntime network does not split.
 
+    On a CPU, freed memory is kept for reuse until the run ends (``models.cpu_memory``).
     Images go through the pipeline in groups as large as a network chunk, so that the
     faces of several images fill one forward (on a CPU the chunk, and so the group, is 1).
     Each image's report entry is appended to ``entries`` as soon as it is taken up, so a
@@ -289,10 +291,15 @@ def run(
     progress = Progress(len(files))
     clips = [file for file in files if file.suffix.lower() in VIDEO_SUFFIXES]
     files = [file for file in files if file not in clips]
-    group_size = options.chunk_size or auto_chunk_size(device_of(model))
+    device = device_of(model)
+    group_size = options.chunk_size or auto_chunk_size(device)
     claimed: list[Path] = []
     try:
-        with ThreadPoolExecutor(max_workers=PREFETCH, thread_name_prefix="codeformer-io") as pool:
+        # one scope for the whole run: freed memory is kept from image to image, not given back after each
+        with (
+            keep_freed_cpu_memory(device),
+            ThreadPoolExecutor(max_workers=PREFETCH, thread_name_prefix="codeformer-io") as pool,
+        ):
             writes: list[tuple[dict, Future]] = []
             group: list[Pending] = []
             for source, decoded in prefetch(pool, files, ahead=max(PREFETCH, group_size)):

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..codeformer_arch import Encoded
+from ..models.cpu_memory import keep_freed_cpu_memory
 from .detection import Detection, FaceDetector, load_detector
 from .faces import select_faces
 from .geometry import FACE_SIZE, crop_face, estimate_alignment
@@ -149,10 +150,11 @@ def restore_video(
     if isinstance(detector, str):
         detector = load_detector(detector, device_of(model), options.weights_dir)
     stream = _Stream(model, options, video, detector)
-    for frame in frames if not isinstance(frames, torch.Tensor) or frames.ndim != 4 else iter(frames):
-        stream.add(frame)
-        yield from stream.ready()
-    yield from stream.finish()
+    with keep_freed_cpu_memory(device_of(model)):  # from frame to frame, until the clip ends
+        for frame in frames if not isinstance(frames, torch.Tensor) or frames.ndim != 4 else iter(frames):
+            stream.add(frame)
+            yield from stream.ready()
+        yield from stream.finish()
 
 
 class _Stream:

@@ -1,0 +1,166 @@
+"""Freed CPU memory is kept for reuse while the network runs, and given back afterwards (glibc only).
+
+Each case runs in a fresh process (this file run as a script), so that no earlier test has
+shaped the heap. It counts the page faults of touching a 64 MiB block allocated right after
+freeing another (about 16,000 when glibc hands blocks back to the system, its default; next
+to none while they are kept) and the resident memory left once the last run has ended.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from codeformer_nodes.models.cpu_memory import OPT_OUT_VARIABLE, keep_freed_cpu_memory
+
+CPU = torch.device("cpu")
+BLOCK_FLOATS = 16 << 20  # 64 MiB of float32
+PAGE = os.sysconf("SC_PAGE_SIZE")
+PAGES_IN_BLOCK = BLOCK_FLOATS * 4 // PAGE
+MIB = 1 << 20
+
+
+def _huge_pages_always() -> bool:
+    setting = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    return setting.is_file() and "[always]" in setting.read_text()
+
+
+pytestmark = [
+    pytest.mark.skipif("CS_GNU_LIBC_VERSION" not in os.confstr_names, reason="the memory policy applies to glibc"),
+    pytest.mark.skipif(_huge_pages_always(), reason="transparent huge pages (always) hide the faults counted here"),
+]
+
+
+# --- in the fresh process ----------------------------------------------------------------------
+
+
+def faults_of_a_reused_block() -> int:
+    """Page faults taken by touching a 64 MiB block allocated right after freeing another; the fewest
+    of three tries (where the heap must first grow, the first try faults anyway)."""
+    counts = []
+    for _ in range(3):
+        block = torch.empty(BLOCK_FLOATS)
+        block.fill_(1.0)
+        del block
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        block = torch.empty(BLOCK_FLOATS)
+        block.fill_(2.0)
+        counts.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+        del block
+    return min(counts)
+
+
+def resident_mib() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * PAGE / MIB
+
+
+def touch_and_free(blocks: int) -> None:
+    """Hold ``blocks`` 64 MiB activations at once, then free them, as a forward does."""
+    held = [torch.ones(BLOCK_FLOATS) for _ in range(blocks)]
+    del held
+
+
+def case_default() -> dict:
+    return {"faults": faults_of_a_reused_block()}
+
+
+def case_scope() -> dict:
+    start = resident_mib()
+    with keep_freed_cpu_memory(CPU):
+        faults = faults_of_a_reused_block()
+        touch_and_free(8)
+        kept = resident_mib() - start
+    return {"faults": faults, "kept_mib": kept, "left_mib": resident_mib() - start}
+
+
+def case_nested_and_threads() -> dict:
+    start = resident_mib()
+    with keep_freed_cpu_memory(CPU):
+        with keep_freed_cpu_memory(CPU):
+            touch_and_free(8)
+        after_inner = faults_of_a_reused_block()
+
+        def other_run() -> None:
+            with keep_freed_cpu_memory(CPU):
+                touch_and_free(2)
+
+        thread = threading.Thread(target=other_run)
+        thread.start()
+        thread.join()
+        after_thread = faults_of_a_reused_block()
+        kept = resident_mib() - start
+    return {
+        "after_inner": after_inner,
+        "after_thread": after_thread,
+        "kept_mib": kept,
+        "left_mib": resident_mib() - start,
+    }
+
+
+def case_off() -> dict:
+    """The scope on another device type, and on the CPU with the opt-out or the user's glibc settings."""
+    with keep_freed_cpu_memory(torch.device("cuda")):  # a device object needs no GPU
+        other_device = faults_of_a_reused_block()
+    os.environ[OPT_OUT_VARIABLE] = "0"
+    with keep_freed_cpu_memory(CPU):
+        opted_out = faults_of_a_reused_block()
+    os.environ[OPT_OUT_VARIABLE] = "1"
+    os.environ["MALLOC_TRIM_THRESHOLD_"] = "131072"  # read by glibc at start only; here it says "leave mine"
+    with keep_freed_cpu_memory(CPU):
+        users_settings = faults_of_a_reused_block()
+    return {"other_device": other_device, "opted_out": opted_out, "users_settings": users_settings}
+
+
+CASES = {f.__name__.removeprefix("case_"): f for f in (case_default, case_scope, case_nested_and_threads, case_off)}
+
+
+# --- the tests ------------------------------------------------------------------------------------------
+
+
+def run_case(name: str) -> dict:
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in (OPT_OUT_VARIABLE, "GLIBC_TUNABLES", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")
+    }
+    done = subprocess.run(
+        [sys.executable, __file__, name], capture_output=True, text=True, env=environment, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_glibc_gives_big_blocks_back_by_default() -> None:
+    assert run_case("default")["faults"] > PAGES_IN_BLOCK // 2
+
+
+def test_freed_memory_is_reused_inside_the_scope_and_given_back_after_it() -> None:
+    result = run_case("scope")
+    assert result["faults"] < PAGES_IN_BLOCK // 20
+    assert result["kept_mib"] > 4 * 64  # the freed activations stayed in the process...
+    assert result["left_mib"] < 64  # ...until the run ended
+
+
+def test_nested_and_concurrent_runs_share_one_scope() -> None:
+    result = run_case("nested_and_threads")
+    assert result["after_inner"] < PAGES_IN_BLOCK // 20
+    assert result["after_thread"] < PAGES_IN_BLOCK // 20
+    assert result["kept_mib"] > 4 * 64
+    assert result["left_mib"] < 64
+
+
+def test_nothing_changes_off_the_cpu_when_opted_out_or_with_the_users_settings() -> None:
+    result = run_case("off")
+    assert min(result.values()) > PAGES_IN_BLOCK // 2, result
+
+
+if __name__ == "__main__":
+    print(json.dumps(CASES[sys.argv[1]]()))
