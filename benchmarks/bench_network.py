@@ -8,7 +8,9 @@ natively, and on a GPU also float16 modes and batches of 4, 16 and 64. Each conf
 runs in its own process (``--worker NAME``), so the peak memory it reports is its own. The
 parent builds the weights and the input once, hands them over in a temporary directory,
 and compares every output with ours in float32 (codes, PSNR of the uint8 face) and with
-the float64 reference vectors (max abs difference).
+the float64 reference vectors (max abs difference). On a CPU two more rows swap how freed
+activations are handled (``models/cpu_memory.py``): the reference with them kept, ours with
+them given back, so that the share of that change is seen apart from the rest.
 
 Weights are the numerical reference's recipe when ``../shared/reference`` sits beside the
 project, seeded random weights otherwise. CPU memory is read from Linux's ``/proc``.

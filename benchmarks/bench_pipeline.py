@@ -63,7 +63,7 @@ def run_ours(image: np.ndarray, network: TimedNetwork, weights_dir: Path) -> tup
 
     options = RestoreOptions(detector=DETECTOR, weights_dir=weights_dir, fidelity=FIDELITY)
     result = restore_faces([image], network, options)
-    return len(result.faces), (result.images[0].numpy() * 255).round().astype(np.uint8)
+    return len(result.faces), result.images[0].mul(255).round_().to(torch.uint8).numpy()  # float IMAGE -> levels
 
 
 def run_official(image: np.ndarray, network: TimedNetwork, weights_dir: Path) -> tuple[int, np.ndarray]:

@@ -10,6 +10,7 @@ import torch
 # Channels of an image may differ by this many 8-bit levels and it still counts as grey
 # (JPEG chroma noise); grey inputs get grey faces back.
 GREY_TOLERANCE_LEVELS = 10
+GREY_SAMPLE_STEP = 16
 # ITU-R BT.601 luma weights, as OpenCV's RGB-to-grey conversion uses.
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -56,6 +57,8 @@ def _as_float_image(image: object, index: int) -> torch.Tensor:
         )
     if min(tensor.shape[:2]) < 1:
         raise ValueError(f"image {index} is empty: shape {tuple(tensor.shape)}")
+    if image.dtype in INTEGER_LEVELS:  # levels over their maximum: finite and in [0, 1] already
+        return tensor
     if not torch.isfinite(tensor).all():
         raise ValueError(
             f"image {index} holds NaN or infinite values; fix the node or file that produced it "
@@ -80,15 +83,23 @@ def _describe(value: object) -> str:
 def to_uint8_rgb(image: torch.Tensor) -> np.ndarray:
     """(H, W, 3) uint8 RGB for detection and cropping (grey replicated, alpha dropped)."""
     colour = image[..., :3] if image.shape[2] >= 3 else image[..., :1].expand(-1, -1, 3)
-    return (colour.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    return colour.clamp(0, 1).mul_(255).round_().to(torch.uint8).numpy()  # one new float image, not three
 
 
 def is_grey(image: torch.Tensor, rgb: np.ndarray) -> bool:
+    """Whether no pixel's channels differ by more than GREY_TOLERANCE_LEVELS; a colour image is
+    usually told by a sparse grid of its pixels before the whole image is read."""
     if image.shape[2] == 1:
         return True
-    wide = rgb.astype(np.int16)
-    spread = np.abs(wide - np.roll(wide, 1, axis=2)).max()
-    return bool(spread <= GREY_TOLERANCE_LEVELS)
+    if _channel_spread(rgb[::GREY_SAMPLE_STEP, ::GREY_SAMPLE_STEP]) > GREY_TOLERANCE_LEVELS:
+        return False
+    return _channel_spread(rgb) <= GREY_TOLERANCE_LEVELS
+
+
+def _channel_spread(rgb: np.ndarray) -> int:
+    """The largest difference between two channels of one pixel, in levels."""
+    red, green, blue = (rgb[..., channel].astype(np.int16) for channel in range(3))
+    return int(max(np.abs(red - green).max(), np.abs(green - blue).max(), np.abs(blue - red).max()))
 
 
 def luma(rgb: torch.Tensor) -> torch.Tensor:

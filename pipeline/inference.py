@@ -8,7 +8,6 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from ..models.cpu_memory import keep_freed_cpu_memory
 from .geometry import FACE_SIZE
 from .images import normalise
 from .options import RestoreOptions
@@ -52,29 +51,28 @@ def run_network(
     total = faces.shape[0]
     outputs: list[torch.Tensor] = []
     chunk, start = options.chunk_size or auto_chunk_size(device), 0
-    with keep_freed_cpu_memory(device):  # across chunks, not given back after each
-        while start < total:
-            batch = faces[start : start + chunk]
-            x = normalise(batch)
-            holes = None if fill is None else torch.from_numpy(fill[start : start + chunk])[:, None]
-            network_input = x if holes is None else x.masked_fill(holes, 1.0)  # the model was taught white holes
-            w = torch.tensor(fidelities[start : start + chunk])
-            try:
-                with torch.inference_mode():
-                    out = model(network_input.to(device, dtype), w=w, adain=adain)[0]
-                if holes is not None:
-                    out = blend_inpainting(x.to(out.device), out.float(), holes)
-            except torch.OutOfMemoryError:
-                if chunk == 1:
-                    raise
-                chunk //= 2
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
-                continue
-            outputs.append(as_restored_crops(out, start, total))
-            start += batch.shape[0]
-            if on_chunk is not None:
-                on_chunk(start, total)
+    while start < total:
+        batch = faces[start : start + chunk]
+        x = normalise(batch)
+        holes = None if fill is None else torch.from_numpy(fill[start : start + chunk])[:, None]
+        network_input = x if holes is None else x.masked_fill(holes, 1.0)  # the model was taught white holes
+        w = torch.tensor(fidelities[start : start + chunk])
+        try:
+            with torch.inference_mode():
+                out = model(network_input.to(device, dtype), w=w, adain=adain)[0]
+            if holes is not None:
+                out = blend_inpainting(x.to(out.device), out.float(), holes)
+        except torch.OutOfMemoryError:
+            if chunk == 1:
+                raise
+            chunk //= 2
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            continue
+        outputs.append(as_restored_crops(out, start, total))
+        start += batch.shape[0]
+        if on_chunk is not None:
+            on_chunk(start, total)
     if not outputs:
         return torch.zeros((0, FACE_SIZE, FACE_SIZE, 3), device=device)
     return torch.cat(outputs)
