@@ -1,10 +1,12 @@
 """``codeformer-restore --backend onnxruntime``: the network run by onnxruntime on the CPU.
 
-Chosen by measurement (``benchmarks/bench_onnx.py``, BENCHMARKS.md): on an AVX2 CPU
-onnxruntime runs the exported network in 0.80x the time of our float32 torch path, with the
-same codes and within 6e-5 of it. The loaded network is exported once per weights file and
-AdaIN setting into the per-user cache (``onnx/<sha256>-adain<0|1>.onnx``), checked against
-torch (codes identical, outputs within 1e-4) before its first use, and reused by later runs.
+Offered by measurement (``benchmarks/bench_onnx.py``, BENCHMARKS.md): on an AVX2 CPU
+onnxruntime ran the exported network in 0.80x the time of our float32 torch path, with the
+same codes and within 6e-5 of it; since torch keeps freed CPU memory (``models.cpu_memory``)
+torch is the faster (0.95x onnxruntime's time), and onnxruntime stays a choice. The loaded
+network is exported once per weights file and AdaIN setting into the per-user cache
+(``onnx/<sha256>-adain<0|1>.onnx``), checked against torch (codes identical, outputs within
+1e-4) before its first use, and reused by later runs.
 Needs the ``onnx`` extra.
 """
 

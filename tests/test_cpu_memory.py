@@ -164,3 +164,25 @@ def test_nothing_changes_off_the_cpu_when_opted_out_or_with_the_users_settings()
 
 if __name__ == "__main__":
     print(json.dumps(CASES[sys.argv[1]]()))
+
+
+def test_a_worker_thread_is_told_how_to_get_the_whole_gain(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from codeformer_nodes.models import cpu_memory
+
+    monkeypatch.setattr(cpu_memory, "_advised", False)
+    for name in (OPT_OUT_VARIABLE, "GLIBC_TUNABLES", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX"):
+        monkeypatch.delenv(name, raising=False)
+
+    def run_twice() -> None:
+        for _ in range(2):
+            with keep_freed_cpu_memory(CPU):
+                pass
+
+    with caplog.at_level("INFO", logger="codeformer_nodes"):
+        run_twice()  # the main thread needs no advice
+        thread = threading.Thread(target=run_twice)
+        thread.start()
+        thread.join()
+    assert [record.message for record in caplog.records] == [cpu_memory.THREAD_ADVICE]
