@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -48,16 +49,9 @@ class LoadedCodeFormer(CodeFormer):
         super().__init__(description.config)
         self.description = description
 
-    def forward(
-        self,
-        x: Tensor,
-        w: float | Tensor = 0,
-        detach_16: bool = True,
-        code_only: bool = False,
-        adain: bool = False,
-    ) -> tuple[Tensor, Tensor, Tensor] | tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, *args: Any, **kwargs: Any) -> tuple[Tensor, ...]:
         with keep_freed_cpu_memory(x.device):
-            return super().forward(x, w, detach_16, code_only, adain)
+            return super().forward(x, *args, **kwargs)
 
     def encode(self, x: Tensor) -> Encoded:
         with keep_freed_cpu_memory(x.device):
