@@ -50,6 +50,7 @@ class LoadedCodeFormer(CodeFormer):
         self.description = description
 
     def forward(self, x: Tensor, *args: Any, **kwargs: Any) -> tuple[Tensor, ...]:
+        """CodeFormer's call, its arguments passed on as they are (their defaults stay in one place)."""
         with keep_freed_cpu_memory(x.device):
             return super().forward(x, *args, **kwargs)
 
