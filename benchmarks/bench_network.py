@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,10 +120,8 @@ def forward(model: nn.Module, config: Config, x: Tensor) -> tuple[Tensor, Tensor
     if config.network == "ours":
         out, logits, _ = model(x, w=FIDELITY, adain=True)
         return out, logits
-    if config.cpu_memory == "kept":
-        with keep_freed_cpu_memory(x.device):
-            return model(x, weight=FIDELITY)
-    return model(x, weight=FIDELITY)
+    with keep_freed_cpu_memory(x.device) if config.cpu_memory == "kept" else nullcontext():
+        return model(x, weight=FIDELITY)
 
 
 def synchronize(device: torch.device) -> None:

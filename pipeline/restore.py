@@ -11,7 +11,9 @@ checkpoint's task changes).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
+from typing import Concatenate, ParamSpec
 
 import numpy as np
 import torch
@@ -35,7 +37,25 @@ from .tasks import (
     with_colour,
 )
 
+Arguments = ParamSpec("Arguments")
+Entry = Callable[Concatenate[ImageInput, RestorationNetwork, Arguments], RestoreResult]
 
+
+def _keeping_freed_cpu_memory(entry: Entry[Arguments]) -> Entry[Arguments]:
+    """One kept-memory scope (``models.cpu_memory``) for the whole call: detection and paste
+    too, whose full-size images are the largest blocks outside the network."""
+
+    @functools.wraps(entry)
+    def scoped(
+        images: ImageInput, model: RestorationNetwork, *args: Arguments.args, **kwargs: Arguments.kwargs
+    ) -> RestoreResult:
+        with keep_freed_cpu_memory(device_of(model)):
+            return entry(images, model, *args, **kwargs)
+
+    return scoped
+
+
+@_keeping_freed_cpu_memory
 def restore_faces(
     images: ImageInput,
     model: RestorationNetwork,
@@ -57,26 +77,26 @@ def restore_faces(
     Faces are reported image by image, left to right; overlapping faces are pasted in the
     detector's order, as the official flow does (see :func:`paste_faces`).
     """
-    with keep_freed_cpu_memory(device_of(model)):  # detection and paste too, on big images
-        pictures, options = _prepare(images, model, options, overrides)
-        if options.task == COLORIZATION:
-            pictures = [with_colour(picture) for picture in pictures]
-        if options.has_aligned:
-            return _restore_aligned(pictures, model, options, on_chunk)
-        faces, crops = find_faces(pictures, options, device_of(model))
-        fill = None
-        if options.task == INPAINTING:
-            fill = inpaint_crop_masks(pictures, faces, crops, options)
-            touched = fill.any(axis=(1, 2))  # a face with nothing to fill is left as it is, not resampled
-            faces, crops, fill = [f for f, t in zip(faces, touched, strict=True) if t], crops[touched], fill[touched]
-        restored = run_network(model, crops, [face.fidelity for face in faces], options, on_chunk, fill)
-        result = paste_faces(pictures, faces, restored, options)
-        if options.return_crops:
-            result.crops = crops_as_float(crops)
-            result.restored_crops = restored.cpu()
-        return result
+    pictures, options = _prepare(images, model, options, overrides)
+    if options.task == COLORIZATION:
+        pictures = [with_colour(picture) for picture in pictures]
+    if options.has_aligned:
+        return _restore_aligned(pictures, model, options, on_chunk)
+    faces, crops = find_faces(pictures, options, device_of(model))
+    fill = None
+    if options.task == INPAINTING:
+        fill = inpaint_crop_masks(pictures, faces, crops, options)
+        touched = fill.any(axis=(1, 2))  # a face with nothing to fill is left as it is, not resampled
+        faces, crops, fill = [f for f, t in zip(faces, touched, strict=True) if t], crops[touched], fill[touched]
+    restored = run_network(model, crops, [face.fidelity for face in faces], options, on_chunk, fill)
+    result = paste_faces(pictures, faces, restored, options)
+    if options.return_crops:
+        result.crops = crops_as_float(crops)
+        result.restored_crops = restored.cpu()
+    return result
 
 
+@_keeping_freed_cpu_memory
 def sweep_fidelity(
     images: ImageInput,
     model: RestorationNetwork,
@@ -93,28 +113,25 @@ def sweep_fidelity(
     """
     if not values:
         raise ValueError("a fidelity sweep needs at least one w value")
-    with keep_freed_cpu_memory(device_of(model)):
-        pictures, options = _prepare(images, model, options, overrides)
-        if options.task != RESTORATION:
-            raise ValueError("a fidelity sweep needs a restoration checkpoint: colorization and inpainting fix w")
-        for value in values:
-            dataclasses.replace(options, fidelity=value)  # validates each value
-        if options.has_aligned:
-            runs = [
-                _restore_aligned(pictures, model, dataclasses.replace(options, fidelity=w), on_chunk) for w in values
-            ]
-        else:
-            faces, crops = find_faces(pictures, options, device_of(model))
-            runs = []
-            for w in values:
-                restored = run_network(model, crops, [w] * len(faces), options, on_chunk)
-                swept = [dataclasses.replace(face, fidelity=w) for face in faces]
-                run = paste_faces(pictures, swept, restored, options)
-                if options.return_crops:
-                    run.crops = crops_as_float(crops)
-                    run.restored_crops = restored.cpu()
-                runs.append(run)
-        return _interleave(runs, len(pictures), crops_per_image=options.has_aligned)
+    pictures, options = _prepare(images, model, options, overrides)
+    if options.task != RESTORATION:
+        raise ValueError("a fidelity sweep needs a restoration checkpoint: colorization and inpainting fix w")
+    for value in values:
+        dataclasses.replace(options, fidelity=value)  # validates each value
+    if options.has_aligned:
+        runs = [_restore_aligned(pictures, model, dataclasses.replace(options, fidelity=w), on_chunk) for w in values]
+    else:
+        faces, crops = find_faces(pictures, options, device_of(model))
+        runs = []
+        for w in values:
+            restored = run_network(model, crops, [w] * len(faces), options, on_chunk)
+            swept = [dataclasses.replace(face, fidelity=w) for face in faces]
+            run = paste_faces(pictures, swept, restored, options)
+            if options.return_crops:
+                run.crops = crops_as_float(crops)
+                run.restored_crops = restored.cpu()
+            runs.append(run)
+    return _interleave(runs, len(pictures), crops_per_image=options.has_aligned)
 
 
 def _prepare(

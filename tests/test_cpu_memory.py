@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from codeformer_nodes.models.cpu_memory import OPT_OUT_VARIABLE, keep_freed_cpu_memory
+from codeformer_nodes.models.cpu_memory import GLIBC_MALLOC_VARIABLES, OPT_OUT_VARIABLE, keep_freed_cpu_memory
 
 CPU = torch.device("cpu")
 BLOCK_FLOATS = 16 << 20  # 64 MiB of float32
@@ -127,9 +127,7 @@ CASES = {f.__name__.removeprefix("case_"): f for f in (case_default, case_scope,
 
 def run_case(name: str) -> dict:
     environment = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in (OPT_OUT_VARIABLE, "GLIBC_TUNABLES", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")
+        key: value for key, value in os.environ.items() if key not in (OPT_OUT_VARIABLE, *GLIBC_MALLOC_VARIABLES)
     }
     done = subprocess.run(
         [sys.executable, __file__, name], capture_output=True, text=True, env=environment, timeout=120, check=False
@@ -172,7 +170,7 @@ def test_a_worker_thread_is_told_how_to_get_the_whole_gain(
     from codeformer_nodes.models import cpu_memory
 
     monkeypatch.setattr(cpu_memory, "_advised", False)
-    for name in (OPT_OUT_VARIABLE, "GLIBC_TUNABLES", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX"):
+    for name in (OPT_OUT_VARIABLE, *GLIBC_MALLOC_VARIABLES, "MALLOC_ARENA_MAX"):
         monkeypatch.delenv(name, raising=False)
 
     def run_twice() -> None:

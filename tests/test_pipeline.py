@@ -14,6 +14,7 @@ from codeformer_nodes.models import WeightsFileError
 from codeformer_nodes.models.auxiliary import DETECTOR_WEIGHTS, find_auxiliary_weights
 from codeformer_nodes.models.downloads import MIRROR_VARIABLE
 from codeformer_nodes.pipeline.detection import load_detector
+from codeformer_nodes.pipeline.images import GREY_SAMPLE_STEP, GREY_TOLERANCE_LEVELS, is_grey
 from codeformer_nodes.pipeline.tasks import inpaint_crop_masks
 
 from .conftest import TESTDATA
@@ -127,6 +128,21 @@ def test_rgba_keeps_alpha_and_grey_stays_grey(photo, weights_dir):
     grey = photo.mean(dim=2, keepdim=True).expand(-1, -1, 3).contiguous()
     out = run(grey[None], weights_dir).images[0]
     assert torch.allclose(out[..., 0], out[..., 1], atol=1e-6) and torch.allclose(out[..., 1], out[..., 2], atol=1e-6)
+
+
+def test_grey_means_every_pixel_even_off_the_sampled_grid() -> None:
+    grey = np.full((4 * GREY_SAMPLE_STEP, 4 * GREY_SAMPLE_STEP, 3), 128, dtype=np.uint8)
+    image = torch.from_numpy(grey).float() / 255
+    assert is_grey(image, grey)
+    off_grid = grey.copy()
+    off_grid[GREY_SAMPLE_STEP + 1, 3, 0] += GREY_TOLERANCE_LEVELS + 1  # a pixel the quick look skips
+    assert not is_grey(image, off_grid)
+    on_grid = grey.copy()
+    on_grid[GREY_SAMPLE_STEP, 0, 2] -= GREY_TOLERANCE_LEVELS + 1
+    assert not is_grey(image, on_grid)
+    within = grey.copy()
+    within[5, 7, 1] += GREY_TOLERANCE_LEVELS  # JPEG chroma noise stays grey
+    assert is_grey(image, within)
 
 
 def test_visibility_blends_towards_the_original(photo, weights_dir):
