@@ -203,3 +203,23 @@ def test_end_to_end_matches_the_official_flow(weights_dir, model, image):
     print(f"{image} end to end: {overall:.1f} dB overall, {faces:.1f} dB on faces")
     assert overall >= 45 and faces >= 45
     assert np.array_equal(ours[~pasted], rgb[~pasted])
+
+
+def test_aligned_face_matches_the_official_flow(weights_dir, model, recipe_weights):
+    """``has_aligned``: a real 512x512 aligned face (the helper's own crop), restored as the official
+    flow restores aligned inputs: uint8 RGB / 255, normalised by 0.5, the published network
+    (spandrel_extra_arches' build, AdaIN, w = 0.5), clamped to [-1, 1] and rounded to uint8."""
+    from spandrel_extra_arches.architectures.CodeFormer import CodeFormerArch
+
+    helper = oracle_helper(weights_dir, np.ascontiguousarray(read_rgb("group_four.png")[..., ::-1]))
+    face = np.ascontiguousarray(helper.cropped_faces[0][..., ::-1])
+    oracle = CodeFormerArch().load(dict(recipe_weights("manifest.json"))).model.eval()
+    x = (torch.from_numpy(face).permute(2, 0, 1)[None].float() / 255 - 0.5) / 0.5
+    with torch.inference_mode():
+        out = oracle(x, weight=0.5)[0]
+    expected = ((out.clamp(-1, 1) + 1) / 2 * 255).round()[0].permute(1, 2, 0).numpy()
+    result = restore_faces([face], model, RestoreOptions(has_aligned=True, fidelity=0.5))
+    ours = (result.images[0].numpy() * 255).round()
+    print(f"aligned: {psnr(ours, expected):.1f} dB, max {np.abs(ours - expected).max():.0f} level(s)")
+    assert np.abs(ours - expected).max() <= 1
+    assert psnr(ours, expected) >= 60
