@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.scenes import crowd_rgb
 from codeformer_nodes import RestoreOptions, paste_faces, restore_faces
 from codeformer_nodes.pipeline.faces import find_faces
 
-from ..benchmarks.scenes import crowd_rgb
 from .conftest import TESTDATA
 
 PHOTOS = ("group_small.jpg", "group_four.png")

@@ -14,12 +14,12 @@ import pytest
 import torch
 from PIL import Image
 
+from benchmarks.scenes import crowd_rgb
 from codeformer_nodes import RestoreOptions, restore_faces
 from codeformer_nodes.nodes.codeformer import CodeFormerRestoreFaces
 from codeformer_nodes.nodes.segs import CodeFormerFacesToSEGS, CodeFormerRestoreSEGS
 from codeformer_nodes.pipeline.segs import restore_segs
 
-from ..benchmarks.scenes import crowd_rgb
 from . import comfy_stand_ins
 from .conftest import TESTDATA
 from .test_nodes import InvertingNetwork, restore_inputs
