@@ -10,12 +10,14 @@ import torch
 
 from ..models import PRECISION_HELP, PRECISIONS
 from ..pipeline import FidelityRamp, paste_faces, restore_faces, sweep_fidelity
+from ..pipeline.flows import DEFAULT_FLOW
 from ..pipeline.geometry import FACE_SIZE
 from ..pipeline.options import FACE_SELECTIONS, MAX_UPSCALE
 from . import host, segs, video
 from .sockets import (
     CATEGORY,
     DETECTION_WIDGETS,
+    FLOW_WIDGETS,
     DetectedFaces,
     FidelityControl,
     crops_or_placeholder,
@@ -122,11 +124,13 @@ class CodeFormerRestoreFaces:
                 "max_face_size": ("INT", {"default": 0, "min": 0, "max": 8192, "tooltip": "0 for no limit"}),
                 "has_aligned": ("BOOLEAN", {"default": False}),
                 "upscale": ("INT", {"default": 1, "min": 1, "max": MAX_UPSCALE}),
-                "parse_mask": ("BOOLEAN", {"default": False}),
+                "parse_mask": ("BOOLEAN", {"default": True,
+                                           "tooltip": "paste through a ParseNet face mask (as CodeFormer does)"}),
                 "chunk_size": ("INT", {"default": 0, "min": 0, "max": 64,
                                        "tooltip": "faces per network forward; 0 picks by device (1 on a CPU)"}),
             },
             "optional": {
+                **FLOW_WIDGETS,
                 "fidelity": ("CODEFORMER_FIDELITY",),
                 "upscale_model": ("UPSCALE_MODEL",),
                 "mask": ("MASK",),
@@ -152,6 +156,7 @@ class CodeFormerRestoreFaces:
         upscale: int,
         parse_mask: bool,
         chunk_size: int,
+        flow: str = DEFAULT_FLOW,
         fidelity: FidelityControl | None = None,
         upscale_model: object | None = None,
         mask: torch.Tensor | None = None,
@@ -176,6 +181,7 @@ class CodeFormerRestoreFaces:
             upscale=upscale,
             upscaler=host.upscale_model_callable(upscale_model) if upscale_model is not None else None,
             parse_mask=parse_mask,
+            flow=flow,
             chunk_size=chunk_size or None,
             return_crops=True,
         )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from ..pipeline.flows import DEFAULT_FLOW
 from ..pipeline.segs import faces_to_segs, restore_segs
 from . import host
-from .sockets import CATEGORY, DETECTION_WIDGETS, DetectedFaces, FidelityControl, detection_options
+from .sockets import CATEGORY, DETECTION_WIDGETS, FLOW_WIDGETS, DetectedFaces, FidelityControl, detection_options
 
 
 class CodeFormerFacesToSEGS:
@@ -49,15 +50,17 @@ class CodeFormerRestoreSEGS:
                 "codeformer_model": ("CODEFORMER_MODEL",),
                 **DETECTION_WIDGETS,
             },
-            "optional": {"fidelity": ("CODEFORMER_FIDELITY",)},
+            "optional": {**FLOW_WIDGETS, "fidelity": ("CODEFORMER_FIDELITY",)},
         }
 
     def restore(
         self, image: torch.Tensor, segs: tuple, codeformer_model: host.CodeFormerModel, w: float, detector: str,
-        detection_size: int, confidence: float, fidelity: FidelityControl | None = None,
+        detection_size: int, confidence: float, flow: str = DEFAULT_FLOW, fidelity: FidelityControl | None = None,
     ) -> tuple:  # fmt: skip
         control = fidelity or FidelityControl(fidelity=w, visibility=1.0)
-        options = detection_options(control, detector, detection_size, confidence, host.helper_weights_folder())
+        options = detection_options(
+            control, detector, detection_size, confidence, host.helper_weights_folder(), flow=flow
+        )
         result = restore_segs(image, segs, codeformer_model.network_on_device(), options)
         host.check_interrupted()
         return (result,)

@@ -6,9 +6,18 @@ import json
 
 import torch
 
+from ..pipeline.flows import DEFAULT_FLOW
 from ..pipeline.video import VideoOptions, restore_video
 from . import host
-from .sockets import CATEGORY, DETECTION_WIDGETS, FidelityControl, detection_options, parse_indices, stack_images
+from .sockets import (
+    CATEGORY,
+    DETECTION_WIDGETS,
+    FLOW_WIDGETS,
+    FidelityControl,
+    detection_options,
+    parse_indices,
+    stack_images,
+)
 
 
 class CodeFormerRestoreVideo:
@@ -40,16 +49,18 @@ class CodeFormerRestoreVideo:
                                     "tooltip": "frames a face may be missed and still be filled in"}),
                 "tracks": ("STRING", {"default": "", "tooltip": "restore only these tracks, e.g. 0,2; empty: all"}),
             },
-            "optional": {"fidelity": ("CODEFORMER_FIDELITY",)},
+            "optional": {**FLOW_WIDGETS, "fidelity": ("CODEFORMER_FIDELITY",)},
         }  # fmt: skip
 
     def restore(
         self, frames: torch.Tensor, codeformer_model: host.CodeFormerModel, w: float, detector: str,
         detection_size: int, confidence: float, landmark_window: int, code_window: int, max_gap: int, tracks: str,
-        fidelity: FidelityControl | None = None,
+        flow: str = DEFAULT_FLOW, fidelity: FidelityControl | None = None,
     ) -> tuple:  # fmt: skip
         control = fidelity or FidelityControl(fidelity=w, visibility=1.0)
-        options = detection_options(control, detector, detection_size, confidence, host.helper_weights_folder())
+        options = detection_options(
+            control, detector, detection_size, confidence, host.helper_weights_folder(), flow=flow
+        )
         video = VideoOptions(
             landmark_window=landmark_window, code_window=code_window, max_gap=max_gap,
             tracks=parse_indices(tracks) or None,

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import torch
 
 from ..models.checkpoint import COLORIZATION, RESTORATION
-from .detection import Detection, FaceDetector, load_detector
-from .geometry import FACE_SIZE, crop_face, estimate_alignment
-from .images import is_grey, to_uint8_rgb
+from .detection import Detection, FaceDetector, detect_faces, load_detector
+from .flows import working_scale
+from .geometry import (
+    FACE_SIZE,
+    affine_in_input_pixels,
+    crop_face,
+    estimate_alignment,
+    from_input_pixels,
+    to_input_pixels,
+)
+from .images import enlarged, image_is_grey, to_uint8_rgb
 from .options import RestoreOptions
 from .regions import Box, detect_in_region, inside
 from .results import FaceInfo
@@ -24,33 +34,42 @@ def find_faces(
 ) -> tuple[list[FaceInfo], np.ndarray]:
     """Detect, select and align faces; returns their info and (N, 512, 512, 3) uint8 crops.
 
-    Faces come image by image, left to right (then top to bottom) within an image.
+    Faces come image by image, left to right (then top to bottom) within an image. Where the
+    flow enlarges a small image first, faces are found and cropped in the enlarged image, as
+    that flow does, and reported in input pixels.
     """
     detector = options.detector
     if isinstance(detector, str):
         detector = load_detector(detector, device, options.weights_dir)
+    flow = options.rules
     task = options.task or RESTORATION
     faces: list[FaceInfo] = []
     crops: list[np.ndarray] = []
     for index, picture in enumerate(pictures):
         rgb = to_uint8_rgb(picture)
-        grey = is_grey(picture, rgb)
-        found = detector.detect(rgb, options.detection_size, options.confidence)
-        if options.regions is not None:
-            found = _within_regions(found, options.regions[index], detector, rgb, options)
-        detections = [
-            d
-            for d in found
-            if d.eye_distance >= options.eye_distance_threshold
-            and _inside_selection_mask(d, options.selection_masks, index, picture)
-        ]
-        if len(detections) > MAX_FACES_PER_IMAGE:
-            raise ValueError(
-                f"image {index}: the detector found {len(detections)} faces, over the limit of "
-                f"{MAX_FACES_PER_IMAGE}; raise the confidence (now {options.confidence}) or check the detector weights"
+        grey = image_is_grey(picture, rgb, flow)
+        scale = working_scale(picture.shape[0], picture.shape[1], flow)
+        if scale != 1.0:
+            rgb = to_uint8_rgb(enlarged(picture, scale))
+        found = [
+            (d.mapped(partial(to_input_pixels, scale=scale)), d)
+            for d in detect_faces(
+                detector, rgb, options.detection_size, options.detection_confidence, flow.detection_resize
             )
+            if d.eye_measure(flow.eye_measure) >= options.eye_distance_threshold
+        ]
+        if options.regions is not None:
+            found = _within_regions(found, options.regions[index], detector, rgb, scale, options)
+        found = [pair for pair in found if _inside_selection_mask(pair[0], options.selection_masks, index, picture)]
+        if len(found) > MAX_FACES_PER_IMAGE:
+            raise ValueError(
+                f"image {index}: the detector found {len(found)} faces, over the limit of {MAX_FACES_PER_IMAGE}; "
+                f"raise the confidence (now {options.detection_confidence}) or check the detector weights"
+            )
+        detections = [detection for detection, _ in found]
+        in_working = dict(zip(map(id, detections), (working for _, working in found), strict=True))
         for detection in select_faces(detections, options, picture.shape[0], picture.shape[1]):
-            affine = estimate_alignment(np.array(detection.landmarks))
+            affine = estimate_alignment(np.array(in_working[id(detection)].landmarks))
             if affine is None:
                 continue
             crops.append(crop_face(rgb, affine))
@@ -62,13 +81,20 @@ def find_faces(
                     landmarks=detection.landmarks,
                     face_size=detection.size,
                     fidelity=task_fidelity(task, options.fidelity_for(detection.size)),
-                    affine=tuple(tuple(float(v) for v in row) for row in affine),
+                    affine=tuple(tuple(float(v) for v in row) for row in affine_in_input_pixels(affine, scale)),
                     grey=grey and task != COLORIZATION,
                     detection_rank=detections.index(detection),
                 )
             )
     stacked = np.stack(crops) if crops else np.zeros((0, FACE_SIZE, FACE_SIZE, 3), np.uint8)
     return faces, stacked
+
+
+def detect_in_image(detector: FaceDetector, rgb: np.ndarray, options: RestoreOptions) -> list[Detection]:
+    """The faces the detector finds in ``rgb`` (in its pixels) whose eyes pass the flow's threshold."""
+    flow = options.rules
+    found = detect_faces(detector, rgb, options.detection_size, options.detection_confidence, flow.detection_resize)
+    return [d for d in found if d.eye_measure(flow.eye_measure) >= options.eye_distance_threshold]
 
 
 def select_faces(detections: list[Detection], options: RestoreOptions, height: int, width: int) -> list[Detection]:
@@ -97,14 +123,26 @@ def select_faces(detections: list[Detection], options: RestoreOptions, height: i
 
 
 def _within_regions(
-    found: list[Detection], boxes: list[Box], detector: FaceDetector, rgb: np.ndarray, options: RestoreOptions
-) -> list[Detection]:
-    """The faces whose centre lies in one of ``boxes``; a box where the whole-image pass found none
-    is searched on its own (its faces then follow, in the detector's order)."""
-    kept = [d for d in found if inside(d, boxes)]
+    found: list[tuple[Detection, Detection]],
+    boxes: list[Box],
+    detector: FaceDetector,
+    rgb: np.ndarray,
+    scale: float,
+    options: RestoreOptions,
+) -> list[tuple[Detection, Detection]]:
+    """The faces (in input and in ``rgb``'s pixels) whose centre lies in one of ``boxes`` (input pixels);
+    a box where the whole-image pass found none is searched on its own (its faces then follow, in
+    the detector's order)."""
+    kept = [pair for pair in found if inside(pair[0], boxes)]
     for box in boxes:
-        if not any(inside(d, [box]) for d in kept):
-            kept += detect_in_region(detector, rgb, box, options.detection_size, options.confidence)
+        if any(inside(detection, [box]) for detection, _ in kept):
+            continue
+        region = tuple(float(v) for v in from_input_pixels(np.array(box, np.float64), scale))
+        for working in detect_in_region(
+            detector, rgb, region, options.detection_size, options.detection_confidence, options.rules.detection_resize
+        ):
+            if working.eye_measure(options.rules.eye_measure) >= options.eye_distance_threshold:
+                kept.append((working.mapped(partial(to_input_pixels, scale=scale)), working))
     return kept
 
 

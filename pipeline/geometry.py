@@ -52,6 +52,32 @@ def crop_face(image: np.ndarray, affine: np.ndarray) -> np.ndarray:
     )
 
 
+def to_input_pixels(positions: np.ndarray, scale: float) -> np.ndarray:
+    """Positions in an image enlarged ``scale`` times (``cv2.resize``'s pixel centres) as input positions."""
+    return positions if scale == 1.0 else (positions + 0.5) / scale - 0.5
+
+
+def from_input_pixels(positions: np.ndarray, scale: float) -> np.ndarray:
+    """Input positions as positions in the image enlarged ``scale`` times."""
+    return positions if scale == 1.0 else (positions + 0.5) * scale - 0.5
+
+
+def _enlargement(scale: float) -> np.ndarray:
+    """3x3 map from input pixels to the image enlarged ``scale`` times."""
+    shift = 0.5 * (scale - 1.0)
+    return np.array([[scale, 0.0, shift], [0.0, scale, shift], [0.0, 0.0, 1.0]])
+
+
+def affine_in_input_pixels(affine: np.ndarray, scale: float) -> np.ndarray:
+    """An alignment of the enlarged image as one of the input image."""
+    return affine if scale == 1.0 else np.asarray(affine, np.float64) @ _enlargement(scale)
+
+
+def affine_in_working_pixels(affine: np.ndarray, scale: float) -> np.ndarray:
+    """An alignment of the input image as one of the image enlarged ``scale`` times."""
+    return affine if scale == 1.0 else np.asarray(affine, np.float64) @ np.linalg.inv(_enlargement(scale))
+
+
 def paste_affine(affine: np.ndarray, upscale: int) -> np.ndarray:
     """Crop-to-output transform for an output ``upscale`` times the input's size."""
     import cv2
@@ -168,3 +194,13 @@ def _reflect_101(length: int, half: int, device: torch.device) -> torch.Tensor:
     period = 2 * (length - 1)
     positions = positions % period
     return torch.where(positions >= length, period - positions, positions)
+
+
+def box_border(source: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
+    """The official ``--draw_box`` border at ``source`` positions: a rim of the crop
+    ``int(1400 / sqrt(face area))`` pixels wide (the area being the pasted square's), warped."""
+    area = float(coverage.double().sum())
+    width = int(1400 / math.sqrt(area)) if area > 0 else 0
+    rim = torch.ones(FACE_SIZE, FACE_SIZE, device=source.device)
+    rim[width : FACE_SIZE - width, width : FACE_SIZE - width] = 0
+    return warp_from_crop(rim[None], source)[0]

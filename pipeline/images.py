@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from .flows import Flow, grey_by_channel_variance
+
 # Channels of an image may differ by this many 8-bit levels and it still counts as grey
 # (JPEG chroma noise); grey inputs get grey faces back.
 GREY_TOLERANCE_LEVELS = 10
@@ -84,6 +86,23 @@ def to_uint8_rgb(image: torch.Tensor) -> np.ndarray:
     """(H, W, 3) uint8 RGB for detection and cropping (grey replicated, alpha dropped)."""
     colour = image[..., :3] if image.shape[2] >= 3 else image[..., :1].expand(-1, -1, 3)
     return colour.clamp(0, 1).mul_(255).round_().to(torch.uint8).numpy()  # one new float image, not three
+
+
+def enlarged(picture: torch.Tensor, scale: float) -> torch.Tensor:
+    """A small (H, W, C) float image enlarged ``scale`` times as CodeFormer's flow enlarges it: its
+    8-bit levels resized with INTER_LINEAR (sizes rounded from ``scale``), as float levels again."""
+    import cv2
+
+    levels = picture.clamp(0, 1).mul(255).round_().to(torch.uint8).numpy()
+    resized = cv2.resize(levels, (0, 0), fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+    return torch.from_numpy(resized.reshape(*resized.shape[:2], picture.shape[2])).float().div_(255)
+
+
+def image_is_grey(picture: torch.Tensor, rgb: np.ndarray, flow: Flow) -> bool:
+    """Whether the flow takes ``picture`` (and ``rgb``, its uint8 colour) for a grey image."""
+    if flow.grey_rule == "channel-variance":
+        return picture.shape[2] == 1 or grey_by_channel_variance(rgb)
+    return is_grey(picture, rgb)
 
 
 def is_grey(image: torch.Tensor, rgb: np.ndarray) -> bool:

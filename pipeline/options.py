@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 
 from ..models.checkpoint import TASKS
-from .detection import DEFAULT_CONFIDENCE, DEFAULT_DETECTION_SIZE, DEFAULT_DETECTOR, DETECTORS, FaceDetector
+from .detection import DEFAULT_DETECTION_SIZE, DEFAULT_DETECTOR, DETECTORS, FaceDetector
+from .flows import DEFAULT_FLOW, Flow, flow_named
 
 FACE_SELECTIONS = ("all", "largest", "center")
 MAX_UPSCALE = 4
@@ -50,6 +51,10 @@ class RestoreOptions:
     """Everything that shapes a restore run; the defaults follow the official inference.
 
     Attributes:
+        flow: "codeformer" (CodeFormer's own helper, as its command and demo run it) or
+            "facexlib" (facexlib's helper: GFPGAN's and AUTOMATIC1111's output). The flow
+            decides the defaults of ``confidence`` and ``parse_mask`` and how detection,
+            small images, grey images and the paste mask are handled (see ``pipeline.flows``).
         task: "restoration", "colorization" or "inpainting"; None follows the checkpoint.
             Colorization runs at w = 0 with AdaIN, inpainting at w = 1 without, as the
             official scripts do; both ignore ``fidelity`` and ``adain``.
@@ -60,7 +65,7 @@ class RestoreOptions:
         visibility: blend of the restored face over the original, 0-1.
         detector: facexlib RetinaFace model name, or a :class:`FaceDetector` to use as it is.
         detection_size: short side of the copy the detector sees; None for the original size.
-        confidence: minimum detector score.
+        confidence: minimum detector score; None for the flow's (codeformer 0.8, facexlib 0.97).
         eye_distance_threshold: faces whose eyes are closer (pixels) are dropped (side views).
         face_selection: "all", "largest", "center" (closest to the image centre), or a
             sequence of indices into the faces ordered left to right (then top to bottom).
@@ -76,12 +81,18 @@ class RestoreOptions:
         has_aligned: inputs are already 512x512 aligned faces: no detection, no paste.
         upscale: output size factor 1-4 (background resized, or enlarged by ``upscaler``).
         upscaler: optional callable enlarging the background.
-        parse_mask: paste through a ParseNet face mask instead of the soft square.
+        parse_mask: paste through a ParseNet face mask (codeformer: within the soft square;
+            facexlib: instead of it); None for the flow's (codeformer on, facexlib off).
+        keep_size: images come back ``upscale`` times their input size. The codeformer flow
+            enlarges images whose short side is under 512 before restoring them; with this
+            on, the result is resized back (INTER_LINEAR); off, it keeps the official size.
+        draw_box: draw a green border around each pasted face (the official ``--draw_box``).
         chunk_size: faces per network forward; None picks by device (:func:`auto_chunk_size`).
         return_crops: also return the aligned and restored 512x512 crops.
         weights_dir: folder searched first for detector and parser weights.
     """
 
+    flow: str = DEFAULT_FLOW
     task: str | None = None
     inpaint_masks: torch.Tensor | None = None
     fidelity: float | FidelityRamp = 0.5
@@ -89,7 +100,7 @@ class RestoreOptions:
     visibility: float = 1.0
     detector: str | FaceDetector = DEFAULT_DETECTOR
     detection_size: int | None = DEFAULT_DETECTION_SIZE
-    confidence: float = DEFAULT_CONFIDENCE
+    confidence: float | None = None
     eye_distance_threshold: float = 5.0
     face_selection: str | Sequence[int] = "all"
     min_face_size: float = 0.0
@@ -100,7 +111,9 @@ class RestoreOptions:
     has_aligned: bool = False
     upscale: int = 1
     upscaler: Upscaler | None = None
-    parse_mask: bool = False
+    parse_mask: bool | None = None
+    keep_size: bool = True
+    draw_box: bool = False
     chunk_size: int | None = None
     return_crops: bool = False
     weights_dir: str | Path | None = None
@@ -109,7 +122,9 @@ class RestoreOptions:
         if not isinstance(self.fidelity, FidelityRamp):
             _check_unit("fidelity", self.fidelity)
         _check_unit("visibility", self.visibility)
-        _check_unit("confidence", self.confidence)
+        flow_named(self.flow)
+        if self.confidence is not None:
+            _check_unit("confidence", self.confidence)
         if self.task is not None and self.task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)} or None (the checkpoint's); got {self.task!r}")
         if isinstance(self.detector, str) and self.detector not in DETECTORS:
@@ -128,6 +143,19 @@ class RestoreOptions:
             raise ValueError(f"upscale must be an integer from 1 to {MAX_UPSCALE}; got {self.upscale}")
         if self.chunk_size is not None and self.chunk_size < 1:
             raise ValueError(f"chunk_size must be at least 1; got {self.chunk_size}")
+
+    @property
+    def rules(self) -> Flow:
+        """The stage parameters of the chosen flow."""
+        return flow_named(self.flow)
+
+    @property
+    def detection_confidence(self) -> float:
+        return self.rules.confidence if self.confidence is None else self.confidence
+
+    @property
+    def uses_parse_mask(self) -> bool:
+        return self.rules.parse_mask if self.parse_mask is None else self.parse_mask
 
     def fidelity_for(self, face_size: float) -> float:
         return self.fidelity.at(face_size) if isinstance(self.fidelity, FidelityRamp) else float(self.fidelity)

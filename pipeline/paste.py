@@ -8,15 +8,33 @@ travel between the image (in host memory) and the device.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .geometry import Region, paste_affine, paste_region, source_positions, square_paste_mask, warp_from_crop
-from .images import luma
+from .flows import cv2_interpolation, working_scale
+from .geometry import (
+    Region,
+    affine_in_working_pixels,
+    box_border,
+    crop_face,
+    paste_affine,
+    paste_region,
+    source_positions,
+    square_paste_mask,
+    warp_from_crop,
+)
+from .images import enlarged, luma, to_uint8_rgb
 from .options import MAX_OUTPUT_PIXELS, RestoreOptions
 from .results import FaceInfo, RestoreResult
+
+# CodeFormer's grey conversion of restored faces (R, G, B) and its AdaIN's variance floor.
+CODEFORMER_GREY_WEIGHTS = np.array([0.2989, 0.5870, 0.1140])
+ADAIN_EPS = 1e-5
+# --draw_box's colour.
+BOX_RGB = (0.0, 1.0, 0.0)
 
 
 def paste_faces(
@@ -29,54 +47,94 @@ def paste_faces(
     order, as the official flow pastes them (the detector's order, highest score first):
     where faces overlap, the lower-scored face lies on top. The result lists faces in the
     order given; its images and masks are on the CPU.
+
+    Where the flow enlarges small images, the paste happens in the enlarged image, as that
+    flow pastes, and ``keep_size`` brings the result back to the input's size.
     """
     if restored.shape[0] != len(faces):
         raise ValueError(f"{restored.shape[0]} restored crops for {len(faces)} faces; give one crop per face")
+    flow = options.rules
     paste_order = sorted(range(len(faces)), key=lambda i: (faces[i].image_index, faces[i].detection_rank))
     images, masks = [], []
     for index, picture in enumerate(pictures):
-        canvas = _background(picture, options)
+        scale = working_scale(picture.shape[0], picture.shape[1], flow)
+        working = picture if scale == 1.0 else enlarged(picture, scale)
+        canvas = _background(working, options)
         mask = torch.zeros(canvas.shape[:2])
+        borders = []
         for face_index in paste_order:
             face = faces[face_index]
-            if face.image_index == index:
-                _paste_one(canvas, mask, face, restored[face_index].float(), options)
+            if face.image_index != index:
+                continue
+            face = dataclasses.replace(face, affine=affine_in_working_pixels(np.array(face.affine), scale))
+            crop = restored[face_index].float()
+            if flow.rounds_restored_faces:
+                crop = crop.mul(255).round_().div_(255)
+            if face.grey and flow.grey_faces_take_input_colour:
+                crop = grey_like_input(crop, crop_face(to_uint8_rgb(working), np.array(face.affine)))
+            border = _paste_one(canvas, mask, face, crop, options)
+            if border is not None:
+                borders.append(border)
+        for region, border in borders:  # drawn over every face, as the official --draw_box draws them
+            _blend_colour(canvas, region, border, BOX_RGB)
+        if scale != 1.0 and options.keep_size:
+            canvas, mask = (
+                _resized(canvas, picture, options.upscale),
+                _resized(mask[..., None], picture, options.upscale)[..., 0],
+            )
         images.append(canvas)
         masks.append(mask)
     counts = [sum(face.image_index == i for face in faces) for i in range(len(pictures))]
     return RestoreResult(images=images, masks=masks, faces=faces, faces_per_image=counts)
 
 
+def grey_like_input(restored: torch.Tensor, input_crop: np.ndarray) -> torch.Tensor:
+    """CodeFormer's grey faces: the restored (512, 512, 3) crop made grey (its own luma weights),
+    then each channel given the mean and spread of the input crop's (uint8) channel."""
+    levels = restored.detach().to("cpu", torch.float64).numpy() * 255
+    grey = levels @ CODEFORMER_GREY_WEIGHTS
+    style = input_crop.reshape(-1, 3).astype(np.float64)
+    style_mean, style_std = style.mean(axis=0), np.sqrt(style.var(axis=0) + ADAIN_EPS)
+    own_std = np.sqrt(grey.var() + ADAIN_EPS)
+    coloured = (grey[..., None] - grey.mean()) / own_std * style_std + style_mean
+    return torch.from_numpy(np.clip(coloured / 255, 0, 1)).to(restored.device, torch.float32)
+
+
 @dataclass(frozen=True)
 class FaceLayer:
     """What one face puts into its image: ``pixels`` (h, w, C) over ``region``, with weight ``mask``
-    (h, w; the soft mask, visibility included)."""
+    (h, w; the soft mask, visibility included), and with ``draw_box`` the weight of its border."""
 
     region: Region
     pixels: torch.Tensor
     mask: torch.Tensor
+    border: torch.Tensor | None = None
 
 
 def face_layer(face: FaceInfo, crop: torch.Tensor, shape: tuple[int, ...], options: RestoreOptions) -> FaceLayer | None:
     """The layer of a restored (512, 512, 3) crop in an image of ``shape`` (H, W, C); None off the image."""
+    flow = options.rules
     inverse = paste_affine(np.array(face.affine), options.upscale)
     region = paste_region(inverse, shape[0], shape[1])
     if region.bottom <= region.top or region.right <= region.left:
         return None
     source = source_positions(inverse, region, crop.device)
     warped = warp_from_crop(crop.permute(2, 0, 1), source).permute(1, 2, 0)
-    if options.parse_mask:
+    coverage, soft = square_paste_mask(source, options.upscale)
+    pixels = coverage[..., None] * warped
+    if options.uses_parse_mask:
         from .parsing import parse_paste_mask
 
-        soft = parse_paste_mask(crop, source, options.weights_dir)
-        pixels = warped
-    else:
-        coverage, soft = square_paste_mask(source, options.upscale)
-        pixels = coverage[..., None] * warped
+        parsed = parse_paste_mask(crop, source, options.weights_dir)
+        if flow.parse_within_square:
+            soft = torch.minimum(parsed, soft)
+        else:
+            soft, pixels = parsed, warped
     channels = min(shape[2], 3)
-    if face.grey or channels == 1:
+    if channels == 1 or (face.grey and not flow.grey_faces_take_input_colour):
         pixels = luma(pixels).expand(-1, -1, channels)
-    return FaceLayer(region, pixels, soft * options.visibility)
+    border = box_border(source, coverage) if options.draw_box else None
+    return FaceLayer(region, pixels, soft * options.visibility, border)
 
 
 def face_mask(face: FaceInfo, shape: tuple[int, ...], options: RestoreOptions) -> tuple[Region, torch.Tensor] | None:
@@ -91,11 +149,12 @@ def face_mask(face: FaceInfo, shape: tuple[int, ...], options: RestoreOptions) -
 
 def _paste_one(
     canvas: torch.Tensor, mask: torch.Tensor, face: FaceInfo, crop: torch.Tensor, options: RestoreOptions
-) -> None:
-    """Blend one (512, 512, 3) crop into ``canvas`` (H, W, C) and add its soft mask to ``mask``, in place."""
+) -> tuple[Region, torch.Tensor] | None:
+    """Blend one (512, 512, 3) crop into ``canvas`` (H, W, C) and add its soft mask to ``mask``, in place;
+    returns the face's border to draw, if any."""
     layer = face_layer(face, crop, tuple(canvas.shape), options)
     if layer is None:
-        return
+        return None
     rows, cols = layer.region.slices
     channels = layer.pixels.shape[2]
     background = canvas[rows, cols, :channels].to(crop.device)
@@ -104,6 +163,26 @@ def _paste_one(
     canvas[rows, cols, :channels] = blended.to(canvas.device)
     covered = mask[rows, cols].to(crop.device)
     mask[rows, cols] = (1 - (1 - covered) * (1 - layer.mask)).to(mask.device)
+    return None if layer.border is None else (layer.region, layer.border)
+
+
+def _blend_colour(canvas: torch.Tensor, region: Region, weight: torch.Tensor, rgb: tuple[float, float, float]) -> None:
+    """Blend ``rgb`` into ``canvas`` over ``region`` with ``weight`` (h, w), in place."""
+    rows, cols = region.slices
+    channels = min(canvas.shape[2], 3)
+    colour = torch.tensor(rgb, dtype=canvas.dtype)
+    colour = luma(colour) if channels == 1 else colour
+    weight = weight.to(canvas.device, canvas.dtype)[..., None]
+    canvas[rows, cols, :channels] = weight * colour + (1 - weight) * canvas[rows, cols, :channels]
+
+
+def _resized(image: torch.Tensor, picture: torch.Tensor, upscale: int) -> torch.Tensor:
+    """An (h, w, C) result resized (INTER_LINEAR) to ``upscale`` times ``picture``'s size."""
+    import cv2
+
+    size = (picture.shape[1] * upscale, picture.shape[0] * upscale)
+    resized = cv2.resize(image.numpy(), size, interpolation=cv2.INTER_LINEAR)
+    return torch.from_numpy(resized.reshape(size[1], size[0], image.shape[2]))
 
 
 def check_output_size(picture: torch.Tensor, upscale: int) -> None:
@@ -127,7 +206,8 @@ def _background(picture: torch.Tensor, options: RestoreOptions) -> torch.Tensor:
 
     size = (width * scale, height * scale)
     if options.upscaler is None:
-        enlarged = cv2.resize(picture.numpy(), size, interpolation=cv2.INTER_LANCZOS4).reshape(size[1], size[0], -1)
+        interpolation = cv2_interpolation(options.rules.background_interpolation)
+        enlarged = cv2.resize(picture.numpy(), size, interpolation=interpolation).reshape(size[1], size[0], -1)
         return torch.from_numpy(enlarged).clamp(0, 1)
     colour = picture[..., :3] if picture.shape[2] >= 3 else picture.expand(-1, -1, 3)
     enlarged = options.upscaler(colour[None])[0].detach().to("cpu", torch.float32)

@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .detection import Detection, FaceDetector
+from .detection import Detection, FaceDetector, detect_faces
+from .flows import DetectionResize
 
 # (x1, y1, x2, y2) in input pixels.
 Box = tuple[float, float, float, float]
@@ -41,7 +42,12 @@ def inside(detection: Detection, boxes: list[Box]) -> bool:
 
 
 def detect_in_region(
-    detector: FaceDetector, rgb: np.ndarray, box: Box, detection_size: int | None, confidence: float
+    detector: FaceDetector,
+    rgb: np.ndarray,
+    box: Box,
+    detection_size: int | None,
+    confidence: float,
+    resize: DetectionResize,
 ) -> list[Detection]:
     """Faces found by looking at ``box`` (with some context) alone, in image pixels, centres inside it.
 
@@ -56,7 +62,7 @@ def detect_in_region(
     if right - left < 2 or bottom - top < 2:
         return []
     size = max(detection_size or 0, min(bottom - top, right - left))
-    found = detector.detect(np.ascontiguousarray(rgb[top:bottom, left:right]), size, confidence)
+    found = detect_faces(detector, np.ascontiguousarray(rgb[top:bottom, left:right]), size, confidence, resize)
     moved = [
         Detection(
             box=(d.box[0] + left, d.box[1] + top, d.box[2] + left, d.box[3] + top),

@@ -21,11 +21,12 @@ import torch
 from ..models.checkpoint import COLORIZATION, INPAINTING, RESTORATION
 from ..models.cpu_memory import keep_freed_cpu_memory
 from .faces import find_faces
+from .flows import CODEFORMER, Flow
 from .geometry import FACE_SIZE
-from .images import ImageInput, as_image_list, crops_as_float, is_grey, luma, to_uint8_rgb
+from .images import ImageInput, as_image_list, crops_as_float, image_is_grey, luma, to_uint8_rgb
 from .inference import ChunkCallback, RestorationNetwork, device_of, run_network
 from .options import RestoreOptions
-from .paste import check_output_size, paste_faces
+from .paste import check_output_size, grey_like_input, paste_faces
 from .regions import boxes_per_image
 from .results import RestoreResult
 from .tasks import (
@@ -188,13 +189,10 @@ def _interleave(runs: list[RestoreResult], image_count: int, crops_per_image: bo
 def _restore_aligned(
     pictures: list[torch.Tensor], model: RestorationNetwork, options: RestoreOptions, on_chunk: ChunkCallback | None
 ) -> RestoreResult:
-    """Inputs are aligned 512x512 faces: restore them as they are, no detection or paste."""
-    for index, picture in enumerate(pictures):
-        if picture.shape[:2] != (FACE_SIZE, FACE_SIZE):
-            raise ValueError(
-                f"has_aligned needs 512x512 aligned faces; image {index} is "
-                f"{picture.shape[1]}x{picture.shape[0]}. Turn has_aligned off to detect faces."
-            )
+    """Inputs are aligned faces: restore them as they are, no detection or paste. The codeformer flow
+    takes any size and resizes it to 512x512 (INTER_LINEAR) first, as its command does."""
+    flow = options.rules
+    pictures = [_aligned_size(picture, index, flow) for index, picture in enumerate(pictures)]
     crops = np.stack([to_uint8_rgb(picture) for picture in pictures])
     fidelities = [task_fidelity(options.task, options.fidelity_for(FACE_SIZE))] * len(pictures)
     fill = None
@@ -205,10 +203,15 @@ def _restore_aligned(
     if fill is not None:  # outside the holes, the caller's own (unquantized) pixels
         originals = torch.stack([with_colour(picture)[..., :3] for picture in pictures])
         restored = torch.where(torch.from_numpy(fill)[..., None], restored, originals)
+    if flow.rounds_restored_faces:
+        restored = restored.mul(255).round_().div_(255)
     images = []
     for picture, crop, out in zip(pictures, crops, restored, strict=True):
-        if options.task != COLORIZATION and is_grey(picture, crop):
-            out = luma(out).expand(-1, -1, min(picture.shape[2], 3))
+        if options.task != COLORIZATION and image_is_grey(picture, crop, flow):
+            if flow.grey_faces_take_input_colour and picture.shape[2] != 1:
+                out = grey_like_input(out, crop)
+            else:
+                out = luma(out).expand(-1, -1, min(picture.shape[2], 3))
         if picture.shape[2] == 4:
             out = torch.cat([out, picture[..., 3:]], dim=2)
         images.append(out.contiguous())
@@ -218,3 +221,19 @@ def _restore_aligned(
         result.crops = crops_as_float(crops)
         result.restored_crops = restored
     return result
+
+
+def _aligned_size(picture: torch.Tensor, index: int, flow: Flow) -> torch.Tensor:
+    if picture.shape[:2] == (FACE_SIZE, FACE_SIZE):
+        return picture
+    if flow.name != CODEFORMER:
+        raise ValueError(
+            f"has_aligned needs 512x512 aligned faces; image {index} is "
+            f"{picture.shape[1]}x{picture.shape[0]}. Turn has_aligned off to detect faces, or use the codeformer flow, "
+            "which resizes aligned faces to 512x512."
+        )
+    import cv2
+
+    levels = picture.clamp(0, 1).mul(255).round_().to(torch.uint8).numpy()
+    resized = cv2.resize(levels, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_LINEAR)
+    return torch.from_numpy(resized.reshape(FACE_SIZE, FACE_SIZE, picture.shape[2])).float().div_(255)

@@ -19,6 +19,7 @@ import dataclasses
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -27,9 +28,10 @@ import torch
 from ..codeformer_arch import Encoded
 from ..models.cpu_memory import keep_freed_cpu_memory
 from .detection import Detection, FaceDetector, load_detector
-from .faces import select_faces
-from .geometry import FACE_SIZE, crop_face, estimate_alignment
-from .images import as_image_list, is_grey, normalise, to_uint8_rgb
+from .faces import detect_in_image, select_faces
+from .flows import working_scale
+from .geometry import FACE_SIZE, affine_in_input_pixels, crop_face, estimate_alignment, to_input_pixels
+from .images import as_image_list, enlarged, image_is_grey, normalise, to_uint8_rgb
 from .inference import RestorationNetwork, as_restored_crops, auto_chunk_size, device_of, dtype_of, run_network
 from .options import RestoreOptions
 from .paste import paste_faces
@@ -114,7 +116,8 @@ class _Frame:
     picture: torch.Tensor | None  # None once restored
     rgb: np.ndarray | None  # None once cropped
     grey: bool
-    observed: dict[int, Detection]
+    observed: dict[int, Detection]  # in the pixels of ``rgb``: the frame, enlarged ``scale`` times
+    scale: float = 1.0
     faces: list[FaceInfo] = field(default_factory=list)
     crops: np.ndarray | None = None
     logits: dict[int, torch.Tensor] = field(default_factory=dict)
@@ -179,6 +182,7 @@ class _Stream:
     def add(self, image: torch.Tensor | np.ndarray) -> None:
         (picture,) = as_image_list([image])
         rgb = to_uint8_rgb(picture)
+        grey = image_is_grey(picture, rgb, self.options.rules)
         small = thumbnail(rgb)
         cut = self.previous_thumbnail is not None and (
             small.shape != self.previous_thumbnail.shape
@@ -187,13 +191,11 @@ class _Stream:
         if cut:  # tracks end here: the tracker gives the next faces new ids
             self.smoothed.clear()
         self.previous_thumbnail = small
-        found = [
-            d
-            for d in self.detector.detect(rgb, self.options.detection_size, self.options.confidence)
-            if d.eye_distance >= self.options.eye_distance_threshold
-        ]
-        observed = self.tracker.update(self.seen, found, cut)
-        self.frames.append(_Frame(self.seen, picture, rgb, is_grey(picture, rgb), observed))
+        scale = working_scale(picture.shape[0], picture.shape[1], self.options.rules)
+        if scale != 1.0:  # the flow enlarges small frames first; faces are found and cropped there
+            rgb = to_uint8_rgb(enlarged(picture, scale))
+        observed = self.tracker.update(self.seen, detect_in_image(self.detector, rgb, self.options), cut)
+        self.frames.append(_Frame(self.seen, picture, rgb, grey, observed, scale=scale))
         self.seen += 1
 
     def ready(self, final: bool = False) -> Iterator[RestoreResult]:
@@ -235,15 +237,16 @@ class _Stream:
             if affine is None:
                 continue
             crops.append(crop_face(frame.rgb, affine))
+            placed_face = detection.mapped(partial(to_input_pixels, scale=frame.scale))
             frame.faces.append(
                 FaceInfo(
                     image_index=0,
-                    box=detection.box,
+                    box=placed_face.box,
                     score=detection.score,
-                    landmarks=detection.landmarks,
-                    face_size=detection.size,
-                    fidelity=task_fidelity(self.options.task, self.options.fidelity_for(detection.size)),
-                    affine=tuple(tuple(float(v) for v in row) for row in affine),
+                    landmarks=placed_face.landmarks,
+                    face_size=placed_face.size,
+                    fidelity=task_fidelity(self.options.task, self.options.fidelity_for(placed_face.size)),
+                    affine=tuple(tuple(float(v) for v in row) for row in affine_in_input_pixels(affine, frame.scale)),
                     grey=frame.grey and self.options.task != "colorization",
                     detection_rank=ranks.get(tid, len(ranks) + tid),
                     track_id=tid,

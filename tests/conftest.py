@@ -6,6 +6,7 @@ Tests that need ../shared skip with a reason when it is absent (a user's clone h
 from __future__ import annotations
 
 import importlib.util
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -73,3 +74,17 @@ def variant_vectors() -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     return load_file(str(_require(REFERENCE / "variants.safetensors")))
+
+
+@pytest.fixture(scope="session")
+def helper_weights(tmp_path_factory) -> Path:
+    """A weights folder with the real MobileNet detector and a randomly initialised ParseNet (seed 0):
+    no trained parser exists here, and any ParseNet of the right shape exercises the mask path."""
+    source = _require(TESTDATA / "weights" / "detection_mobilenet0.25_Final.pth")
+    folder = tmp_path_factory.mktemp("helper_weights")
+    shutil.copy(source, folder / source.name)
+    from facexlib.parsing.parsenet import ParseNet
+
+    torch.manual_seed(0)
+    torch.save(ParseNet(in_size=512, out_size=512, parsing_ch=19).state_dict(), folder / "parsing_parsenet.pth")
+    return folder

@@ -1,0 +1,97 @@
+"""Runs CodeFormer's own helper (``codeformer-pip``'s ``facelib``), step by step as its
+``inference_codeformer.py`` runs an image, for the oracle tests in ``test_official_flow.py``.
+
+It runs in a subprocess whose ``sys.path`` starts with a patched copy of the package (see the
+test's fixture), so that the copy's ``weights/`` folder and its one-line patch are the ones
+used. The restoring network is a stand-in given by name, the same on our side: what is
+compared is the flow around the network (detection, enlargement, crops, grey handling,
+masks, paste, upsampling), which the network does not change. Usage:
+``python official_flow_runner.py JOB.json``; writes ``<out>/<case>.npz``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+DETECTOR = "retinaface_mobile0.25"
+
+
+def mirror_network(x: torch.Tensor) -> torch.Tensor:
+    """The stand-in restoration: the normalised face mirrored left to right."""
+    return x.flip(-1)
+
+
+def esrgan_upsampler(path: str, scale: int, tile: int):
+    """The official command's background upsampler (``set_realesrgan``), from a local file."""
+    from codeformer.basicsr.archs.rrdbnet_arch import RRDBNet
+    from codeformer.basicsr.utils.realesrgan_utils import RealESRGANer
+
+    model = RRDBNet(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=23, num_grow_ch=32, scale=scale)
+    return RealESRGANer(
+        scale=scale, model_path=path, model=model, tile=tile, tile_pad=40, pre_pad=0, half=False,
+        device=torch.device("cpu"),
+    )  # fmt: skip
+
+
+def run_case(case: dict, out: Path) -> None:
+    from torchvision.transforms.functional import normalize
+
+    from codeformer.basicsr.utils import img2tensor, tensor2img
+    from codeformer.facelib.utils.face_restoration_helper import FaceRestoreHelper
+    from codeformer.facelib.utils.misc import is_gray
+
+    img = np.load(case["image"])  # BGR uint8, as cv2.imread(path, IMREAD_COLOR) reads it
+    upscale = case.get("upscale", 2)
+    helper = FaceRestoreHelper(
+        upscale, face_size=512, crop_ratio=(1, 1), det_model=DETECTOR, save_ext="png", use_parse=True,
+        device=torch.device("cpu"),
+    )  # fmt: skip
+    upsampler = None
+    if case.get("upsampler"):
+        upsampler = esrgan_upsampler(case["upsampler"], case.get("upsampler_scale", 2), case.get("tile", 400))
+    if case.get("has_aligned"):
+        img = cv2.resize(img, (512, 512), interpolation=cv2.INTER_LINEAR)
+        helper.is_gray = is_gray(img, threshold=10)
+        helper.cropped_faces = [img]
+    else:
+        helper.read_image(img)
+        helper.get_face_landmarks_5(only_center_face=case.get("only_center_face", False), resize=640, eye_dist_threshold=5)
+        helper.align_warp_face()
+    for cropped_face in helper.cropped_faces:
+        face = img2tensor(cropped_face / 255.0, bgr2rgb=True, float32=True)
+        normalize(face, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), inplace=True)
+        with torch.no_grad():
+            output = mirror_network(face.unsqueeze(0))
+        restored = tensor2img(output, rgb2bgr=True, min_max=(-1, 1)).astype("uint8")
+        helper.add_restored_face(restored, cropped_face)
+    result = {
+        "faces": np.array(len(helper.cropped_faces)),
+        "landmarks": np.array(helper.all_landmarks_5, dtype=np.float64).reshape(-1, 5, 2),
+    }
+    if case.get("has_aligned"):
+        result["image"] = np.asarray(helper.restored_faces[0])
+    else:
+        background = upsampler.enhance(img, outscale=upscale)[0] if upsampler is not None else None
+        helper.get_inverse_affine(None)
+        face_upsampler = upsampler if case.get("face_upsample") else None
+        result["image"] = helper.paste_faces_to_input_image(
+            upsample_img=background, draw_box=case.get("draw_box", False), face_upsampler=face_upsampler
+        )
+    np.savez(out / f"{case['name']}.npz", **result)
+
+
+def main() -> None:
+    job = json.loads(Path(sys.argv[1]).read_text())
+    torch.set_num_threads(job.get("threads", 2))
+    for case in job["cases"]:
+        run_case(case, Path(job["out"]))
+
+
+if __name__ == "__main__":
+    main()

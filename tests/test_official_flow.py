@@ -1,0 +1,156 @@
+"""The codeformer flow against CodeFormer's own code (``codeformer-pip==0.0.4``: b33cc7d's
+``facelib``, ``basicsr`` and ``inference_codeformer.py``).
+
+The package is S-Lab licensed: it is installed for the tests and called, never copied into
+the project. The fixture copies it into a temporary folder and patches one line there:
+upstream a75e7ae (2024-09-19) removed ``scale = max(1, scale)`` from
+``FaceRestoreHelper.get_face_landmarks_5``, and codeformer-pip still has it (so it never
+shrinks the detector's copy). The copy's ``weights/facelib`` holds the real MobileNet
+detector and a random ParseNet, and the official code runs in a subprocess whose path starts
+with the copy (``official_flow_runner.py``).
+
+Most cases restore with a stand-in network (the face mirrored) on both sides: the flow around
+the network is what differs between helpers. One case runs the real command with the recipe
+weights.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from codeformer_nodes import RestoreOptions, restore_faces
+
+from .conftest import TESTDATA
+
+DETECTOR = "retinaface_mobile0.25"
+RUNNER = Path(__file__).with_name("official_flow_runner.py")
+REMOVED_UPSTREAM = "            scale = max(1, scale)  # always scale up\n"
+
+
+class MirrorNetwork(torch.nn.Module):
+    """The runner's stand-in: the normalised face mirrored left to right."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x, w=0, adain=False):
+        return (x.flip(-1), None, None)
+
+
+@pytest.fixture(scope="module")
+def official(tmp_path_factory, helper_weights) -> Path:
+    """A patched copy of codeformer-pip's package, with its weights folder filled; returns the folder to put
+    on the path."""
+    spec = importlib.util.find_spec("codeformer")
+    if spec is None or spec.origin is None:
+        pytest.skip("codeformer-pip is not installed: bash scripts/setup.sh installs it for the tests")
+    root = tmp_path_factory.mktemp("official")
+    package = root / "codeformer"
+    shutil.copytree(Path(spec.origin).parent, package, ignore=shutil.ignore_patterns("__pycache__", "weights"))
+    helper = package / "facelib" / "utils" / "face_restoration_helper.py"
+    source = helper.read_text()
+    assert source.count(REMOVED_UPSTREAM) == 1, "codeformer-pip changed: check the line upstream removed"
+    helper.write_text(source.replace(REMOVED_UPSTREAM, ""))
+    weights = package / "weights" / "facelib"
+    weights.mkdir(parents=True)
+    for name in ("detection_mobilenet0.25_Final.pth", "parsing_parsenet.pth"):
+        shutil.copy(helper_weights / name, weights / name)
+    return root
+
+
+def read_rgb(name: str, mode: str = "RGB") -> np.ndarray:
+    from PIL import Image
+
+    path = TESTDATA / "photos" / name
+    if not path.exists():
+        pytest.skip(f"{path} is absent: the photos live in ../shared/testdata")
+    return np.array(Image.open(path).convert(mode))
+
+
+def run_official(official: Path, tmp_path: Path, cases: dict[str, dict]) -> dict[str, dict[str, np.ndarray]]:
+    """Each case's ``image`` (RGB uint8) through the official helper; returns what the runner saved."""
+    jobs = []
+    for name, case in cases.items():
+        image = tmp_path / f"{name}.npy"
+        np.save(image, np.ascontiguousarray(case["image"][..., ::-1]))  # BGR, as cv2.imread gives it
+        jobs.append({**{k: v for k, v in case.items() if k != "image"}, "name": name, "image": str(image)})
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"cases": jobs, "out": str(tmp_path), "threads": torch.get_num_threads()}))
+    environment = {**os.environ, "PYTHONPATH": str(official)}
+    done = subprocess.run(
+        [sys.executable, str(RUNNER), str(job)], env=environment, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {name: dict(np.load(tmp_path / f"{name}.npz")) for name in cases}
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / mse)) if mse else float("inf")
+
+
+def ours(image: np.ndarray, helper_weights: Path, **changes) -> tuple[np.ndarray, int]:
+    """Our codeformer flow at the official size, as 8-bit levels (rounded, as our writer rounds)."""
+    options = RestoreOptions(detector=DETECTOR, weights_dir=helper_weights, keep_size=False, **changes)
+    result = restore_faces([image], MirrorNetwork(), options)
+    return (result.images[0].numpy() * 255).round(), len(result.faces)
+
+
+def grey_rgb() -> np.ndarray:
+    import cv2
+
+    return np.repeat(cv2.cvtColor(read_rgb("group_four.png"), cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+
+
+def one_face() -> np.ndarray:
+    """The second face of group_four with room around it (300x300: enlarged to 512 by the flow)."""
+    return read_rgb("group_four.png")[40:340, 330:630]
+
+
+# name: (our image, official image, our options, runner settings)
+CASES = {
+    "plain_upscale_1": (lambda: read_rgb("group_four.png"), None, {"upscale": 1}, {"upscale": 1}),
+    "small_image": (lambda: read_rgb("group_small.jpg"), None, {"upscale": 1}, {"upscale": 1}),
+    "upscale_2": (lambda: read_rgb("group_small.jpg"), None, {"upscale": 2}, {"upscale": 2}),
+    "rgba": (lambda: read_rgb("group_four.png", "RGBA"), lambda: read_rgb("group_four.png"), {"upscale": 1}, {"upscale": 1}),
+    "grey": (grey_rgb, None, {"upscale": 1}, {"upscale": 1}),
+    "center_draw_box_upscale_4": (
+        one_face, None, {"upscale": 4, "face_selection": "center", "draw_box": True},
+        {"upscale": 4, "only_center_face": True, "draw_box": True},
+    ),
+    "no_face": (lambda: np.full((300, 400, 3), 90, np.uint8), None, {"upscale": 2}, {"upscale": 2}),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def official_results(official, tmp_path_factory):
+    cases = {}
+    for name, (image, official_image, _, settings) in CASES.items():
+        cases[name] = {"image": (official_image or image)(), **settings}
+    return run_official(official, tmp_path_factory.mktemp("official_runs"), cases)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_codeformer_flow_matches_the_official_helper(official_results, helper_weights, case):
+    make_image, _, changes, _ = CASES[case]
+    expected = official_results[case]
+    image = make_image()
+    result, face_count = ours(image, helper_weights, **changes)
+    theirs = expected["image"].astype(np.float64)[..., ::-1]  # BGR -> RGB
+    assert face_count == int(expected["faces"])
+    assert result.shape[:2] == theirs.shape[:2]
+    result = result[..., :3]
+    overall = psnr(result, theirs)
+    print(f"{case}: {face_count} faces, {result.shape[1]}x{result.shape[0]}, {overall:.1f} dB")
+    assert overall >= 50
