@@ -40,11 +40,10 @@ def esrgan_upsampler(path: str, scale: int, tile: int):
 
 
 def run_case(case: dict, out: Path) -> None:
-    from torchvision.transforms.functional import normalize
-
     from codeformer.basicsr.utils import img2tensor, tensor2img
     from codeformer.facelib.utils.face_restoration_helper import FaceRestoreHelper
     from codeformer.facelib.utils.misc import is_gray
+    from torchvision.transforms.functional import normalize
 
     img = np.load(case["image"])  # BGR uint8, as cv2.imread(path, IMREAD_COLOR) reads it
     upscale = case.get("upscale", 2)
@@ -61,7 +60,8 @@ def run_case(case: dict, out: Path) -> None:
         helper.cropped_faces = [img]
     else:
         helper.read_image(img)
-        helper.get_face_landmarks_5(only_center_face=case.get("only_center_face", False), resize=640, eye_dist_threshold=5)
+        center = case.get("only_center_face", False)
+        helper.get_face_landmarks_5(only_center_face=center, resize=640, eye_dist_threshold=5)
         helper.align_warp_face()
     for cropped_face in helper.cropped_faces:
         face = img2tensor(cropped_face / 255.0, bgr2rgb=True, float32=True)

@@ -123,7 +123,9 @@ CASES = {
     "plain_upscale_1": (lambda: read_rgb("group_four.png"), None, {"upscale": 1}, {"upscale": 1}),
     "small_image": (lambda: read_rgb("group_small.jpg"), None, {"upscale": 1}, {"upscale": 1}),
     "upscale_2": (lambda: read_rgb("group_small.jpg"), None, {"upscale": 2}, {"upscale": 2}),
-    "rgba": (lambda: read_rgb("group_four.png", "RGBA"), lambda: read_rgb("group_four.png"), {"upscale": 1}, {"upscale": 1}),
+    "rgba": (
+        lambda: read_rgb("group_four.png", "RGBA"), lambda: read_rgb("group_four.png"), {"upscale": 1}, {"upscale": 1},
+    ),
     "grey": (grey_rgb, None, {"upscale": 1}, {"upscale": 1}),
     "center_draw_box_upscale_4": (
         one_face, None, {"upscale": 4, "face_selection": "center", "draw_box": True},
