@@ -31,7 +31,8 @@ from ..models.checkpoint import RESTORATION
 from ..models.cpu_memory import keep_freed_cpu_memory
 from ..models.official import OFFICIAL_CHECKPOINTS
 from ..pipeline import FidelityRamp, RestoreOptions, restore_faces
-from ..pipeline.detection import DEFAULT_CONFIDENCE, DEFAULT_DETECTION_SIZE, DEFAULT_DETECTOR, DETECTORS
+from ..pipeline.detection import DEFAULT_DETECTION_SIZE, DEFAULT_DETECTOR, DETECTORS
+from ..pipeline.flows import DEFAULT_FLOW, FLOW_NAMES
 from ..pipeline.inference import auto_chunk_size, device_of
 from ..pipeline.options import FACE_SELECTIONS, MAX_UPSCALE
 from ..pipeline.tasks import resolve_task, task_adain
@@ -72,9 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--task", choices=("auto", *TASKS), default="auto",
                         help="what the checkpoint does (auto: read from it); a mismatch is an error")  # fmt: skip
     parser.add_argument("--weights-dir", type=Path, help="folder with detector / parser weights")
+    parser.add_argument("--flow", choices=FLOW_NAMES, default=DEFAULT_FLOW,
+                        help="codeformer: as CodeFormer's inference_codeformer.py restores (default); facexlib: as "
+                             "GFPGAN and AUTOMATIC1111 (facexlib's helper)")  # fmt: skip
     parser.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR)
     parser.add_argument("--detection-size", type=int, default=DEFAULT_DETECTION_SIZE, help="0: original size")
-    parser.add_argument("--confidence", type=float, default=DEFAULT_CONFIDENCE)
+    parser.add_argument("--confidence", type=float, help="minimum detector score (default: the flow's, 0.8 or 0.97)")
     parser.add_argument("-w", "--fidelity", type=float, default=0.5, help="0 quality .. 1 fidelity")
     parser.add_argument("--ramp", type=float, nargs=4, metavar=("SMALL_W", "LARGE_W", "SMALL_SIZE", "LARGE_SIZE"),
                         help="fidelity by face size instead of one w")  # fmt: skip
@@ -83,9 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--face-indices", type=int, nargs="+", help="faces by index, left to right")
     parser.add_argument("--min-face-size", type=float, default=0.0)
     parser.add_argument("--max-face-size", type=float)
-    parser.add_argument("--upscale", type=int, default=1, choices=range(1, MAX_UPSCALE + 1))
-    parser.add_argument("--has-aligned", action="store_true", help="inputs are aligned 512x512 faces")
-    parser.add_argument("--parse-mask", action="store_true", help="paste through a ParseNet face mask")
+    parser.add_argument("--only-center-face", action="store_true", help="restore only the face nearest the centre")
+    parser.add_argument("-s", "--upscale", type=int, default=2, choices=range(1, MAX_UPSCALE + 1),
+                        help="output size factor (default 2, as the official command)")  # fmt: skip
+    parser.add_argument("--keep-size", action="store_true",
+                        help="small images (short side under 512), which the codeformer flow enlarges, come back "
+                             "at their own size times --upscale instead of the official size")  # fmt: skip
+    parser.add_argument("--has-aligned", action="store_true", help="inputs are aligned faces (512x512)")
+    parser.add_argument(
+        "--parse-mask",
+        action=argparse.BooleanOptionalAction,
+        help="paste through a ParseNet face mask (default: the flow's: codeformer on, facexlib off)",
+    )
+    parser.add_argument("--draw-box", action="store_true", help="draw a green border around each restored face")
     parser.add_argument("--chunk-size", type=int, help="faces per network forward (default: by device, 1 on a CPU)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
@@ -115,15 +129,30 @@ def options_from(args: argparse.Namespace) -> RestoreOptions:
         detector=args.detector,
         detection_size=args.detection_size or None,
         confidence=args.confidence,
-        face_selection=tuple(args.face_indices) if args.face_indices else args.face_selection,
+        flow=args.flow,
+        face_selection=_face_selection(args),
         min_face_size=args.min_face_size,
         max_face_size=args.max_face_size,
         has_aligned=args.has_aligned,
         upscale=args.upscale,
         parse_mask=args.parse_mask,
+        keep_size=args.keep_size,
+        draw_box=args.draw_box,
         chunk_size=args.chunk_size,
         weights_dir=args.weights_dir,
     )
+
+
+def _face_selection(args: argparse.Namespace) -> str | tuple[int, ...]:
+    """One choice of faces from --face-selection, --face-indices and --only-center-face; two are refused."""
+    chosen = [name for name, given in (("--face-indices", bool(args.face_indices)),
+              ("--only-center-face", args.only_center_face), ("--face-selection", args.face_selection != "all"))
+              if given]  # fmt: skip
+    if len(chosen) > 1:
+        raise ValueError(f"{' and '.join(chosen)} both choose faces; give one of them")
+    if args.face_indices:
+        return tuple(args.face_indices)
+    return "center" if args.only_center_face else args.face_selection
 
 
 def expand_inputs(patterns: list[str], output_folder: Path) -> tuple[list[Path], list[dict]]:

@@ -131,6 +131,11 @@ class CodeFormerRestoreFaces:
             },
             "optional": {
                 **FLOW_WIDGETS,
+                "keep_size": ("BOOLEAN", {"default": True,
+                                          "tooltip": "small images (short side under 512), which CodeFormer's flow "
+                                                     "enlarges, come back at their own size times upscale; off: the "
+                                                     "official size"}),
+                "draw_box": ("BOOLEAN", {"default": False, "tooltip": "a green border around each restored face"}),
                 "fidelity": ("CODEFORMER_FIDELITY",),
                 "upscale_model": ("UPSCALE_MODEL",),
                 "mask": ("MASK",),
@@ -157,6 +162,8 @@ class CodeFormerRestoreFaces:
         parse_mask: bool,
         chunk_size: int,
         flow: str = DEFAULT_FLOW,
+        keep_size: bool = True,
+        draw_box: bool = False,
         fidelity: FidelityControl | None = None,
         upscale_model: object | None = None,
         mask: torch.Tensor | None = None,
@@ -182,6 +189,8 @@ class CodeFormerRestoreFaces:
             upscaler=host.upscale_model_callable(upscale_model) if upscale_model is not None else None,
             parse_mask=parse_mask,
             flow=flow,
+            keep_size=keep_size,
+            draw_box=draw_box,
             chunk_size=chunk_size or None,
             return_crops=True,
         )
