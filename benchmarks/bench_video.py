@@ -140,7 +140,7 @@ def face_region(landmarks: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def steadiness(frames: int) -> None:
     from codeformer_nodes import RestoreOptions, load_codeformer
-    from codeformer_nodes.pipeline.detection import load_detector
+    from codeformer_nodes.pipeline.detection import detect_faces, load_detector
     from codeformer_nodes.pipeline.video import VideoOptions
 
     weights_dir = SHARED / "testdata" / "weights"
@@ -149,7 +149,7 @@ def steadiness(frames: int) -> None:
         network = load_codeformer(checkpoint, precision="fp32")
     clip, motions = make_clip(frames)
     detector = load_detector("retinaface_mobile0.25", torch.device("cpu"), weights_dir)
-    base = min(detector.detect(read_rgb("group_four.png"), 640, 0.97), key=lambda d: d.centre[0])
+    base = min(detect_faces(detector, read_rgb("group_four.png"), 640, 0.97, "lanczos"), key=lambda d: d.centre[0])
     base_landmarks = np.array(base.landmarks)
     options = RestoreOptions(detector=detector, face_selection=[TRACK])
     modes = {

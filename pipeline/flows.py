@@ -17,6 +17,7 @@ CODEFORMER = "codeformer"
 FACEXLIB = "facexlib"
 FLOW_NAMES = (CODEFORMER, FACEXLIB)
 DEFAULT_FLOW = CODEFORMER
+MAX_ENLARGED_LONG_SIDE = 8192
 
 DetectionResize = Literal["area-or-linear", "lanczos"]
 Interpolation = Literal["linear", "lanczos"]
@@ -101,9 +102,13 @@ def flow_named(name: str) -> Flow:
 
 
 def working_scale(height: int, width: int, flow: Flow) -> float:
-    """How much the flow enlarges an image before detection (1: not at all)."""
+    """How much the flow enlarges an image before detection (1: not at all). Beyond the official
+    flow, a long side is not enlarged past MAX_ENLARGED_LONG_SIDE (a 1x20000 strip would need
+    gigabytes)."""
     short = min(height, width)
-    return flow.min_short_side / short if short < flow.min_short_side else 1.0
+    if short >= flow.min_short_side:
+        return 1.0
+    return max(min(flow.min_short_side / short, MAX_ENLARGED_LONG_SIDE / max(height, width)), 1.0)
 
 
 def cv2_interpolation(name: Interpolation) -> int:

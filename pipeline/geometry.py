@@ -78,11 +78,16 @@ def affine_in_working_pixels(affine: np.ndarray, scale: float) -> np.ndarray:
     return affine if scale == 1.0 else np.asarray(affine, np.float64) @ np.linalg.inv(_enlargement(scale))
 
 
-def paste_affine(affine: np.ndarray, upscale: int) -> np.ndarray:
-    """Crop-to-output transform for an output ``upscale`` times the input's size."""
+def paste_affine(affine: np.ndarray, upscale: int, face_upsampled: bool = False) -> np.ndarray:
+    """Crop-to-output transform for an output ``upscale`` times the input's size; with
+    ``face_upsampled``, from the crop enlarged ``upscale`` times (as the official flow maps it)."""
     import cv2
 
-    inverse = cv2.invertAffineTransform(affine) * upscale
+    inverse = cv2.invertAffineTransform(affine)
+    if face_upsampled:
+        inverse[:, 2] *= upscale
+        return inverse
+    inverse *= upscale
     if upscale > 1:
         inverse[:, 2] += 0.5 * upscale  # pixel centres move when the output grows
     return inverse
@@ -102,9 +107,9 @@ class Region:
         return slice(self.top, self.bottom), slice(self.left, self.right)
 
 
-def paste_region(inverse: np.ndarray, height: int, width: int) -> Region:
-    """The part of the output the face can reach, with room for the mask's erosion and blur."""
-    corners = np.array([[0, 0, 1], [FACE_SIZE, 0, 1], [0, FACE_SIZE, 1], [FACE_SIZE, FACE_SIZE, 1]], dtype=np.float64)
+def paste_region(inverse: np.ndarray, height: int, width: int, size: int = FACE_SIZE) -> Region:
+    """The part of the output a ``size``-pixel face can reach, with room for the mask's erosion and blur."""
+    corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], dtype=np.float64)
     points = corners @ inverse.T
     side = math.hypot(*(points[1] - points[0]))
     margin = int(side / EDGE_FRACTION) + 8
@@ -132,32 +137,32 @@ def source_positions(inverse: np.ndarray, region: Region, device: torch.device) 
 
 
 def warp_from_crop(crop: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-    """Bilinear samples of a (C, 512, 512) crop at ``source`` positions, zero outside the crop.
+    """Bilinear samples of a (C, S, S) crop at ``source`` positions, zero outside the crop.
 
     As ``cv2.warpAffine`` (linear, constant zero border) does, except that OpenCV rounds
     positions to 1/32 pixel and this does not.
     """
-    grid = (source * (2.0 / (FACE_SIZE - 1)) - 1.0).to(crop.dtype)
+    grid = (source * (2.0 / (crop.shape[-1] - 1)) - 1.0).to(crop.dtype)
     return F.grid_sample(crop[None], grid[None], mode="bilinear", padding_mode="zeros", align_corners=True)[0]
 
 
-def square_paste_mask(source: torch.Tensor, upscale: int) -> tuple[torch.Tensor, torch.Tensor]:
+def square_paste_mask(source: torch.Tensor, upscale: int, size: int = FACE_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
     """(coverage, soft mask) of the face square at ``source`` positions, as (h, w) tensors.
 
     Coverage is the warped square eroded by a pixel or two (its interpolated rim would
     darken the face); the soft mask is the coverage eroded further and Gaussian-blurred
     by an edge proportional to the face size.
     """
-    coverage = erode(crop_coverage(source), int(2 * upscale))
+    coverage = erode(crop_coverage(source, size), int(2 * upscale))
     edge = int(float(coverage.double().sum()) ** 0.5) // EDGE_FRACTION
     soft = gaussian_blur(erode(coverage, 2 * edge), 2 * edge + 1)
     return coverage, soft
 
 
-def crop_coverage(source: torch.Tensor) -> torch.Tensor:
+def crop_coverage(source: torch.Tensor, size: int = FACE_SIZE) -> torch.Tensor:
     """(h, w) share of each bilinear sample at ``source`` that falls inside the crop: the warp of a
-    512x512 image of ones, computed without sampling it."""
-    outside = torch.maximum(-source, source - (FACE_SIZE - 1)).clamp(min=0.0)
+    ``size`` x ``size`` image of ones, computed without sampling it."""
+    outside = torch.maximum(-source, source - (size - 1)).clamp(min=0.0)
     return (1.0 - outside).clamp(min=0.0).prod(dim=-1)
 
 
@@ -196,11 +201,11 @@ def _reflect_101(length: int, half: int, device: torch.device) -> torch.Tensor:
     return torch.where(positions >= length, period - positions, positions)
 
 
-def box_border(source: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
-    """The official ``--draw_box`` border at ``source`` positions: a rim of the crop
+def box_border(source: torch.Tensor, coverage: torch.Tensor, size: int = FACE_SIZE) -> torch.Tensor:
+    """The official ``--draw_box`` border at ``source`` positions: a rim of the ``size``-pixel crop
     ``int(1400 / sqrt(face area))`` pixels wide (the area being the pasted square's), warped."""
     area = float(coverage.double().sum())
     width = int(1400 / math.sqrt(area)) if area > 0 else 0
-    rim = torch.ones(FACE_SIZE, FACE_SIZE, device=source.device)
-    rim[width : FACE_SIZE - width, width : FACE_SIZE - width] = 0
+    rim = torch.ones(size, size, device=source.device)
+    rim[width : size - width, width : size - width] = 0
     return warp_from_crop(rim[None], source)[0]

@@ -80,7 +80,11 @@ class RestoreOptions:
             one; a region where the whole-image pass found none is searched on its own.
         has_aligned: inputs are already 512x512 aligned faces: no detection, no paste.
         upscale: output size factor 1-4 (background resized, or enlarged by ``upscaler``).
-        upscaler: optional callable enlarging the background.
+        upscaler: optional callable enlarging the background, e.g. a
+            :class:`~.upsampling.TiledUpsampler` (the official ``--bg_upsampler``), or the
+            file of a super-resolution model to build one from (``RealESRGAN_x2plus.pth``).
+        face_upsample: enlarge each restored face with ``upscaler`` before pasting it (the
+            official ``--face_upsample``); needs an upscaler.
         parse_mask: paste through a ParseNet face mask (codeformer: within the soft square;
             facexlib: instead of it); None for the flow's (codeformer on, facexlib off).
         keep_size: images come back ``upscale`` times their input size. The codeformer flow
@@ -110,7 +114,8 @@ class RestoreOptions:
     regions: object = None
     has_aligned: bool = False
     upscale: int = 1
-    upscaler: Upscaler | None = None
+    upscaler: Upscaler | str | Path | None = None
+    face_upsample: bool = False
     parse_mask: bool | None = None
     keep_size: bool = True
     draw_box: bool = False
@@ -141,6 +146,8 @@ class RestoreOptions:
             raise ValueError(f"max_faces must be at least 1 (or None); got {self.max_faces}")
         if self.upscale not in range(1, MAX_UPSCALE + 1):
             raise ValueError(f"upscale must be an integer from 1 to {MAX_UPSCALE}; got {self.upscale}")
+        if self.face_upsample and self.upscaler is None:
+            raise ValueError("face_upsample enlarges faces with the upscaler: give one (e.g. RealESRGAN_x2plus.pth)")
         if self.chunk_size is not None and self.chunk_size < 1:
             raise ValueError(f"chunk_size must be at least 1; got {self.chunk_size}")
 

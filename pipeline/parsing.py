@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from ..models.auxiliary import PARSENET_WEIGHTS, check_auxiliary_weights, find_auxiliary_weights
 from .geometry import FACE_SIZE, gaussian_blur, warp_from_crop
@@ -38,9 +39,16 @@ def load_parser(device: torch.device, weights_dir: str | Path | None = None) -> 
 
 
 def parse_paste_mask(crop: torch.Tensor, source: torch.Tensor, weights_dir: str | Path | None) -> torch.Tensor:
-    """Soft mask of the face pixels of a restored (512, 512, 3) float crop, sampled at ``source`` positions."""
+    """Soft mask of the face pixels of a restored (S, S, 3) float crop, sampled at ``source`` positions.
+
+    The parser sees the crop at 512x512; a larger (upsampled) crop is resized (linear) to
+    512 for it, and the mask back to the crop's size, as the official flow does."""
     parser = load_parser(crop.device, weights_dir)
-    x = (crop.permute(2, 0, 1)[None] - 0.5) / 0.5
+    size = crop.shape[0]
+    face = crop.permute(2, 0, 1)[None]
+    if size != FACE_SIZE:
+        face = F.interpolate(face, size=(FACE_SIZE, FACE_SIZE), mode="bilinear", align_corners=False)
+    x = (face - 0.5) / 0.5
     with torch.inference_mode():
         labels = parser(x)[0].argmax(dim=1)[0]
     non_face = torch.tensor(NON_FACE_CLASSES, device=labels.device)
@@ -49,4 +57,6 @@ def parse_paste_mask(crop: torch.Tensor, source: torch.Tensor, weights_dir: str 
         mask = gaussian_blur(mask, BLUR_SIZE, BLUR_SIGMA)
     rim = CLEARED_RIM_PIXELS
     mask[:rim, :] = mask[-rim:, :] = mask[:, :rim] = mask[:, -rim:] = 0
+    if size != FACE_SIZE:
+        mask = F.interpolate(mask[None, None], size=(size, size), mode="bilinear", align_corners=False)[0, 0]
     return warp_from_crop(mask[None], source)[0]

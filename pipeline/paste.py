@@ -16,6 +16,7 @@ import torch
 
 from .flows import cv2_interpolation, working_scale
 from .geometry import (
+    FACE_SIZE,
     Region,
     affine_in_working_pixels,
     box_border,
@@ -59,7 +60,7 @@ def paste_faces(
     for index, picture in enumerate(pictures):
         scale = working_scale(picture.shape[0], picture.shape[1], flow)
         working = picture if scale == 1.0 else enlarged(picture, scale)
-        canvas = _background(working, options)
+        canvas = _background(picture, working, options)
         mask = torch.zeros(canvas.shape[:2])
         borders = []
         for face_index in paste_order:
@@ -72,6 +73,8 @@ def paste_faces(
                 crop = crop.mul(255).round_().div_(255)
             if face.grey and flow.grey_faces_take_input_colour:
                 crop = grey_like_input(crop, crop_face(to_uint8_rgb(working), np.array(face.affine)))
+            if options.face_upsample:
+                crop = upsampled_face(crop, options)
             border = _paste_one(canvas, mask, face, crop, options)
             if border is not None:
                 borders.append(border)
@@ -86,6 +89,19 @@ def paste_faces(
         masks.append(mask)
     counts = [sum(face.image_index == i for face in faces) for i in range(len(pictures))]
     return RestoreResult(images=images, masks=masks, faces=faces, faces_per_image=counts)
+
+
+def upsampled_face(crop: torch.Tensor, options: RestoreOptions) -> torch.Tensor:
+    """A restored (512, 512, 3) crop enlarged ``upscale`` times by the upsampler (resized, LANCZOS4,
+    when the upsampler's own scale differs), as the official ``--face_upsample`` enlarges it."""
+    import cv2
+
+    enlarged = options.upscaler(crop[None].cpu())[0].to("cpu", torch.float32)
+    size = FACE_SIZE * options.upscale
+    if enlarged.shape[:2] != (size, size):
+        resized = cv2.resize(enlarged.numpy(), (size, size), interpolation=cv2.INTER_LANCZOS4)
+        enlarged = torch.from_numpy(resized).clamp(0, 1).mul(255).round().div(255)
+    return enlarged.to(crop.device)
 
 
 def grey_like_input(restored: torch.Tensor, input_crop: np.ndarray) -> torch.Tensor:
@@ -112,15 +128,17 @@ class FaceLayer:
 
 
 def face_layer(face: FaceInfo, crop: torch.Tensor, shape: tuple[int, ...], options: RestoreOptions) -> FaceLayer | None:
-    """The layer of a restored (512, 512, 3) crop in an image of ``shape`` (H, W, C); None off the image."""
+    """The layer of a restored (S, S, 3) crop in an image of ``shape`` (H, W, C); None off the image.
+    S is 512, or 512 * upscale for a face enlarged by the upsampler."""
     flow = options.rules
-    inverse = paste_affine(np.array(face.affine), options.upscale)
-    region = paste_region(inverse, shape[0], shape[1])
+    size = crop.shape[0]
+    inverse = paste_affine(np.array(face.affine), options.upscale, face_upsampled=size != FACE_SIZE)
+    region = paste_region(inverse, shape[0], shape[1], size)
     if region.bottom <= region.top or region.right <= region.left:
         return None
     source = source_positions(inverse, region, crop.device)
     warped = warp_from_crop(crop.permute(2, 0, 1), source).permute(1, 2, 0)
-    coverage, soft = square_paste_mask(source, options.upscale)
+    coverage, soft = square_paste_mask(source, options.upscale, size)
     pixels = coverage[..., None] * warped
     if options.uses_parse_mask:
         from .parsing import parse_paste_mask
@@ -133,7 +151,7 @@ def face_layer(face: FaceInfo, crop: torch.Tensor, shape: tuple[int, ...], optio
     channels = min(shape[2], 3)
     if channels == 1 or (face.grey and not flow.grey_faces_take_input_colour):
         pixels = luma(pixels).expand(-1, -1, channels)
-    border = box_border(source, coverage) if options.draw_box else None
+    border = box_border(source, coverage, size) if options.draw_box else None
     return FaceLayer(region, pixels, soft * options.visibility, border)
 
 
@@ -195,28 +213,30 @@ def check_output_size(picture: torch.Tensor, upscale: int) -> None:
         )
 
 
-def _background(picture: torch.Tensor, options: RestoreOptions) -> torch.Tensor:
-    """The image to paste into: a copy of the input, enlarged when upscaling (on the CPU)."""
-    height, width = picture.shape[:2]
+def _background(picture: torch.Tensor, working: torch.Tensor, options: RestoreOptions) -> torch.Tensor:
+    """The image to paste into: a copy of ``working`` (the input, or the input as the flow enlarged it),
+    enlarged when upscaling (on the CPU). An upsampler enlarges the input itself, and its result is
+    resized (LANCZOS4) to the canvas, as both helpers do."""
+    height, width = working.shape[:2]
     scale = options.upscale
-    check_output_size(picture, scale)
-    if scale == 1:
-        return picture.clone()
+    check_output_size(working, scale)
+    if scale == 1 and options.upscaler is None:
+        return working.clone()
     import cv2
 
     size = (width * scale, height * scale)
     if options.upscaler is None:
         interpolation = cv2_interpolation(options.rules.background_interpolation)
-        enlarged = cv2.resize(picture.numpy(), size, interpolation=interpolation).reshape(size[1], size[0], -1)
+        enlarged = cv2.resize(working.numpy(), size, interpolation=interpolation).reshape(size[1], size[0], -1)
         return torch.from_numpy(enlarged).clamp(0, 1)
     colour = picture[..., :3] if picture.shape[2] >= 3 else picture.expand(-1, -1, 3)
     enlarged = options.upscaler(colour[None])[0].detach().to("cpu", torch.float32)
     if enlarged.shape[:2] != (size[1], size[0]):
         enlarged = torch.from_numpy(cv2.resize(enlarged.numpy(), size, interpolation=cv2.INTER_LANCZOS4))
     enlarged = enlarged.clamp(0, 1)
-    if picture.shape[2] == 1:
+    if working.shape[2] == 1:
         return luma(enlarged)
-    if picture.shape[2] == 4:
-        alpha = torch.from_numpy(cv2.resize(picture[..., 3].numpy(), size, interpolation=cv2.INTER_LANCZOS4))
+    if working.shape[2] == 4:
+        alpha = torch.from_numpy(cv2.resize(working[..., 3].numpy(), size, interpolation=cv2.INTER_LANCZOS4))
         return torch.cat([enlarged, alpha.clamp(0, 1)[..., None]], dim=2)
     return enlarged

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Concatenate, ParamSpec
 
 import numpy as np
@@ -37,6 +38,7 @@ from .tasks import (
     white_crop_pixels,
     with_colour,
 )
+from .upsampling import load_upsampler
 
 Arguments = ParamSpec("Arguments")
 Entry = Callable[Concatenate[ImageInput, RestorationNetwork, Arguments], RestoreResult]
@@ -146,6 +148,9 @@ def _prepare(
     options = with_checked_masks(options, len(pictures))
     if options.regions is not None:
         options = dataclasses.replace(options, regions=boxes_per_image(options.regions, len(pictures)))
+    if isinstance(options.upscaler, (str, Path)):
+        upscaler = load_upsampler(options.upscaler, device_of(model), weights_dir=options.weights_dir)
+        options = dataclasses.replace(options, upscaler=upscaler)
     return pictures, dataclasses.replace(options, task=resolve_task(model, options))
 
 

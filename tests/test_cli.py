@@ -16,7 +16,10 @@ from codeformer_nodes.cli.restore import main
 from .conftest import TESTDATA
 from .test_workflows import check_api_workflow, declared_specs
 
-DETECTOR_ARGS = ["--detector", "retinaface_mobile0.25", "--weights-dir", str(TESTDATA / "weights")]
+
+@pytest.fixture(scope="module")
+def detector_args(helper_weights) -> list[str]:
+    return ["--detector", "retinaface_mobile0.25", "--weights-dir", str(helper_weights)]
 
 
 @pytest.fixture
@@ -34,10 +37,10 @@ def inputs(tmp_path):
     return folder
 
 
-def test_restores_good_inputs_reports_bad_ones(inputs, recipe_checkpoint, tmp_path, capsys):
+def test_restores_good_inputs_reports_bad_ones(detector_args, inputs, recipe_checkpoint, tmp_path, capsys):
     out = tmp_path / "out"
     args = [str(inputs), str(tmp_path / "empty_folder"), "-o", str(out), "--model", str(recipe_checkpoint)]
-    status = main([*args, *DETECTOR_ARGS, "--face-selection", "largest", "--report", "-"])
+    status = main([*args, *detector_args, "--face-selection", "largest", "--report", "-"])
     captured = capsys.readouterr()
     report = json.loads(captured.out)
     assert status == 1, "a bad input makes the run fail, after the good ones are written"
@@ -52,9 +55,9 @@ def test_restores_good_inputs_reports_bad_ones(inputs, recipe_checkpoint, tmp_pa
     assert not [p for p in out.iterdir() if p.name.endswith(".partial")]
 
 
-def test_never_overwrites_an_input_and_resumes(inputs, recipe_checkpoint, capsys):
+def test_never_overwrites_an_input_and_resumes(detector_args, inputs, recipe_checkpoint, capsys):
     original = (inputs / "four.png").read_bytes()
-    args = [str(inputs / "four.png"), "-o", str(inputs), "--model", str(recipe_checkpoint), *DETECTOR_ARGS]
+    args = [str(inputs / "four.png"), "-o", str(inputs), "--model", str(recipe_checkpoint), *detector_args]
     assert main([*args, "--face-selection", "largest"]) == 0
     assert (inputs / "four.png").read_bytes() == original
     restored = inputs / "four_restored.png"
@@ -83,10 +86,12 @@ def test_reads_exif_orientation_16_bit_and_grey(tmp_path):
     assert torch.allclose(pixels[..., 0], torch.from_numpy(deep / 65535.0).float(), atol=1e-6)
 
 
-def test_exported_workflow_validates_and_gives_the_cli_pixels(inputs, recipe_checkpoint, tmp_path, monkeypatch):
+def test_exported_workflow_validates_and_gives_the_cli_pixels(
+    detector_args, inputs, recipe_checkpoint, tmp_path, monkeypatch
+):
     from . import comfy_stand_ins
 
-    flags = ["--fidelity", "0.7", "--face-selection", "largest", "--visibility", "0.8", *DETECTOR_ARGS]
+    flags = ["--fidelity", "0.7", "--face-selection", "largest", "--visibility", "0.8", *detector_args]
     workflow_file = tmp_path / "workflow_api.json"
     assert main(["--export-workflow", str(workflow_file), "--model", str(recipe_checkpoint), *flags]) == 0
     workflow = json.loads(workflow_file.read_text())
@@ -135,12 +140,12 @@ def test_outputs_never_collide_with_inputs_or_each_other(tmp_path):
     assert chosen == [tmp_path / "a" / "x_restored_2.png", tmp_path / "a" / "x_restored_3.png"]
 
 
-def test_outputs_are_readable_by_others(inputs, recipe_checkpoint, tmp_path):
+def test_outputs_are_readable_by_others(detector_args, inputs, recipe_checkpoint, tmp_path):
     import os
     import stat
 
     out = tmp_path / "out"
-    args = [str(inputs / "four.png"), "-o", str(out), "--model", str(recipe_checkpoint), *DETECTOR_ARGS]
+    args = [str(inputs / "four.png"), "-o", str(out), "--model", str(recipe_checkpoint), *detector_args]
     assert main([*args, "--face-selection", "largest"]) == 0
     mode = stat.S_IMODE(os.stat(out / "four.png").st_mode)
     umask = os.umask(0)
@@ -161,14 +166,14 @@ class RecordingNetwork(torch.nn.Module):
         return (-x, None, None)
 
 
-def test_faces_of_several_images_share_a_chunk_and_a_bad_image_fails_alone(inputs, tmp_path):
+def test_faces_of_several_images_share_a_chunk_and_a_bad_image_fails_alone(inputs, tmp_path, helper_weights):
     from codeformer_nodes import RestoreOptions
     from codeformer_nodes.cli.imageio import WriteSettings
     from codeformer_nodes.cli.restore import run
 
     network = RecordingNetwork()
     files = [inputs / "four.png", inputs / "small.jpg"]
-    options = RestoreOptions(detector="retinaface_mobile0.25", weights_dir=TESTDATA / "weights", chunk_size=8)
+    options = RestoreOptions(detector="retinaface_mobile0.25", weights_dir=helper_weights, chunk_size=8)
     entries = run(files, network, options, tmp_path / "out", WriteSettings(), skip_existing=False)
     assert network.batches == [8], "the 4 + 4 faces of two images go through one forward"
     assert [len(entry["faces"]) for entry in entries] == [4, 4]

@@ -59,9 +59,9 @@ def options(weights_dir: Path, **changes) -> RestoreOptions:
 def test_one_detector_shared_by_threads_gives_each_image_its_own_boxes(weights_dir):
     detector = load_detector(DETECTOR, torch.device("cpu"), weights_dir)
     images = [photo("group_small.jpg"), photo("group_four.png")]  # different sizes, so different scales
-    expected = [detector.detect(image, 640, 0.97) for image in images]
+    expected = [detector.detect(image, 0.97) for image in images]
     with ThreadPoolExecutor(max_workers=4) as pool:
-        results = list(pool.map(lambda i: (i % 2, detector.detect(images[i % 2], 640, 0.97)), range(24)))
+        results = list(pool.map(lambda i: (i % 2, detector.detect(images[i % 2], 0.97)), range(24)))
     assert all(boxes == expected[index] for index, boxes in results)
 
 
@@ -253,7 +253,7 @@ def test_fuzzed_images_give_results_or_named_errors(height, width, channels, dty
 class NoFaces:
     """A detector stand-in: the fuzz test is about image handling, not faces."""
 
-    def detect(self, image, detection_size, confidence):
+    def detect(self, image, confidence):
         assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
         return []
 

@@ -78,15 +78,19 @@ def read_rgb(name: str, mode: str = "RGB") -> np.ndarray:
     return np.array(Image.open(path).convert(mode))
 
 
-def run_official(official: Path, tmp_path: Path, cases: dict[str, dict]) -> dict[str, dict[str, np.ndarray]]:
-    """Each case's ``image`` (RGB uint8) through the official helper; returns what the runner saved."""
+def run_official(
+    official: Path, tmp_path: Path, cases: dict[str, dict], upsamplers: dict[str, dict]
+) -> dict[str, dict[str, np.ndarray]]:
+    """Each case's ``image`` (RGB uint8) through the official helper, after the runner has saved random
+    ESRGAN weights of each of ``upsamplers``' configurations; returns what the runner saved."""
     jobs = []
     for name, case in cases.items():
         image = tmp_path / f"{name}.npy"
         np.save(image, np.ascontiguousarray(case["image"][..., ::-1]))  # BGR, as cv2.imread gives it
         jobs.append({**{k: v for k, v in case.items() if k != "image"}, "name": name, "image": str(image)})
     job = tmp_path / "job.json"
-    job.write_text(json.dumps({"cases": jobs, "out": str(tmp_path), "threads": torch.get_num_threads()}))
+    settings = {"cases": jobs, "out": str(tmp_path), "threads": torch.get_num_threads(), "make_upsamplers": upsamplers}
+    job.write_text(json.dumps(settings))
     environment = {**os.environ, "PYTHONPATH": str(official)}
     done = subprocess.run(
         [sys.executable, str(RUNNER), str(job)], env=environment, cwd=tmp_path, capture_output=True, text=True
@@ -132,23 +136,45 @@ CASES = {
         {"upscale": 4, "only_center_face": True, "draw_box": True},
     ),
     "no_face": (lambda: np.full((300, 400, 3), 90, np.uint8), None, {"upscale": 2}, {"upscale": 2}),
+    # RealESRGANer tiles of 400 (2 x 4 here), an x2 network for upscale 2
+    "background_upsampler": (
+        lambda: read_rgb("group_four.png"), None, {"upscale": 2, "upscaler": "ESRGAN_X2"},
+        {"upscale": 2, "upsampler": "ESRGAN_X2"},
+    ),
+    # a small image: the network sees the input, the faces the flow's enlargement; faces enlarged too
+    "face_upsample_small_image": (
+        lambda: read_rgb("group_small.jpg"), None, {"upscale": 2, "upscaler": "ESRGAN_X2", "face_upsample": True},
+        {"upscale": 2, "upsampler": "ESRGAN_X2", "face_upsample": True},
+    ),
 }  # fmt: skip
+UPSAMPLERS = {"ESRGAN_X2": {"num_feat": 8, "num_block": 1, "scale": 2}}
 
 
 @pytest.fixture(scope="module")
-def official_results(official, tmp_path_factory):
+def upsampler_files(tmp_path_factory) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("upsamplers")
+    return {name: str(folder / f"{name.lower()}.pth") for name in UPSAMPLERS}
+
+
+def with_files(settings: dict, files: dict[str, str]) -> dict:
+    return {key: files.get(value, value) if isinstance(value, str) else value for key, value in settings.items()}
+
+
+@pytest.fixture(scope="module")
+def official_results(official, tmp_path_factory, upsampler_files):
     cases = {}
     for name, (image, official_image, _, settings) in CASES.items():
-        cases[name] = {"image": (official_image or image)(), **settings}
-    return run_official(official, tmp_path_factory.mktemp("official_runs"), cases)
+        cases[name] = {"image": (official_image or image)(), **with_files(settings, upsampler_files)}
+    upsamplers = {upsampler_files[name]: config for name, config in UPSAMPLERS.items()}
+    return run_official(official, tmp_path_factory.mktemp("official_runs"), cases, upsamplers)
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_codeformer_flow_matches_the_official_helper(official_results, helper_weights, case):
+def test_codeformer_flow_matches_the_official_helper(official_results, helper_weights, upsampler_files, case):
     make_image, _, changes, _ = CASES[case]
     expected = official_results[case]
     image = make_image()
-    result, face_count = ours(image, helper_weights, **changes)
+    result, face_count = ours(image, helper_weights, **with_files(changes, upsampler_files))
     theirs = expected["image"].astype(np.float64)[..., ::-1]  # BGR -> RGB
     assert face_count == int(expected["faces"])
     assert result.shape[:2] == theirs.shape[:2]

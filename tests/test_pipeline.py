@@ -98,11 +98,12 @@ def test_all_faces_go_through_in_chunks_with_per_face_fidelity(photo, weights_di
 
 
 def test_selection_and_size_filters(photo, weights_dir):
+    from codeformer_nodes.pipeline.detection import detect_faces
     from codeformer_nodes.pipeline.faces import select_faces
     from codeformer_nodes.pipeline.images import to_uint8_rgb
 
     detector = load_detector(DETECTOR, torch.device("cpu"), weights_dir)
-    detections = detector.detect(to_uint8_rgb(photo), 640, 0.97)
+    detections = detect_faces(detector, to_uint8_rgb(photo), 640, 0.97, "lanczos")
     height, width = photo.shape[:2]
 
     def select(**changes):
@@ -319,9 +320,9 @@ class CountingDetector:
     def __init__(self, inner) -> None:
         self.inner, self.calls = inner, 0
 
-    def detect(self, image, detection_size, confidence):
+    def detect(self, image, confidence):
         self.calls += 1
-        return self.inner.detect(image, detection_size, confidence)
+        return self.inner.detect(image, confidence)
 
 
 def test_sweep_gives_one_output_per_value_from_one_detection(photo, weights_dir):

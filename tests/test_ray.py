@@ -61,12 +61,12 @@ class PoisonDetector:
     def __init__(self, weights_dir: Path) -> None:
         self.weights_dir = weights_dir
 
-    def detect(self, image: np.ndarray, detection_size: int | None, confidence: float):
+    def detect(self, image: np.ndarray, confidence: float):
         from codeformer_nodes.pipeline.detection import load_detector
 
         if tuple(image[0, 0]) == POISON:
             os._exit(1)
-        return load_detector(DETECTOR, torch.device("cpu"), self.weights_dir).detect(image, detection_size, confidence)
+        return load_detector(DETECTOR, torch.device("cpu"), self.weights_dir).detect(image, confidence)
 
 
 @pytest.fixture(scope="module")
