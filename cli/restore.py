@@ -30,12 +30,14 @@ from ..models import PRECISION_HELP, PRECISIONS, TASKS, CodeFormerWeightsError, 
 from ..models.checkpoint import RESTORATION
 from ..models.cpu_memory import keep_freed_cpu_memory
 from ..models.official import OFFICIAL_CHECKPOINTS
+from ..models.upsamplers import REALESRGAN_X2PLUS
 from ..pipeline import FidelityRamp, RestoreOptions, restore_faces
 from ..pipeline.detection import DEFAULT_DETECTION_SIZE, DEFAULT_DETECTOR, DETECTORS
 from ..pipeline.flows import DEFAULT_FLOW, FLOW_NAMES
 from ..pipeline.inference import auto_chunk_size, device_of
 from ..pipeline.options import FACE_SELECTIONS, MAX_UPSCALE
 from ..pipeline.tasks import resolve_task, task_adain
+from ..pipeline.upsampling import DEFAULT_TILE, load_upsampler
 from ..pipeline.video import VideoOptions
 from .claims import claim, release
 from .imageio import (
@@ -100,6 +102,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="paste through a ParseNet face mask (default: the flow's: codeformer on, facexlib off)",
     )
     parser.add_argument("--draw-box", action="store_true", help="draw a green border around each restored face")
+    parser.add_argument(
+        "--bg-upsampler",
+        metavar="FILE",
+        help="enlarge the background with this super-resolution model (any spandrel knows, e.g. "
+        f"{REALESRGAN_X2PLUS.name}, fetched when missing; 'realesrgan' names that one)",
+    )
+    parser.add_argument(
+        "--bg-tile",
+        type=int,
+        default=DEFAULT_TILE,
+        help="tile size of the upsampler, input pixels (default %(default)s; 0: whole images)",
+    )
+    parser.add_argument("--face-upsample", action="store_true",
+                        help="enlarge the restored faces with the upsampler too (the --bg-upsampler, else "
+                             f"{REALESRGAN_X2PLUS.name})")  # fmt: skip
     parser.add_argument("--chunk-size", type=int, help="faces per network forward (default: by device, 1 on a CPU)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
@@ -140,6 +157,19 @@ def options_from(args: argparse.Namespace) -> RestoreOptions:
         draw_box=args.draw_box,
         chunk_size=args.chunk_size,
         weights_dir=args.weights_dir,
+    )
+
+
+def with_upsampler_files(options: RestoreOptions, args: argparse.Namespace, device: torch.device) -> RestoreOptions:
+    """The background and face upsamplers of --bg-upsampler / --face-upsample, loaded once on ``device``."""
+    if args.bg_upsampler is None and not args.face_upsample:
+        return options
+    name = REALESRGAN_X2PLUS.name if args.bg_upsampler in (None, "realesrgan") else args.bg_upsampler
+    upsampler = load_upsampler(name, device, tile=args.bg_tile, weights_dir=args.weights_dir)
+    return dataclasses.replace(
+        options,
+        upscaler=upsampler if args.bg_upsampler is not None else None,
+        face_upsampler=upsampler if args.face_upsample else None,
     )
 
 
@@ -224,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         model = load_codeformer(weights, device=device, precision="fp32" if onnx and args.precision == "auto" else
                                 args.precision)  # fmt: skip
         task = resolve_task(model, options)
+        options = with_upsampler_files(options, args, device)
         if onnx:
             images_model = onnxruntime_network(model, task_adain(task, options.adain))
     except (CodeFormerWeightsError, ValueError, RuntimeError, AssertionError, ImportError) as error:

@@ -136,6 +136,9 @@ class CodeFormerRestoreFaces:
                                                      "enlarges, come back at their own size times upscale; off: the "
                                                      "official size"}),
                 "draw_box": ("BOOLEAN", {"default": False, "tooltip": "a green border around each restored face"}),
+                "face_upsample": ("BOOLEAN", {"default": False,
+                                              "tooltip": "enlarge the restored faces with upscale_model too (the "
+                                                         "official --face_upsample); needs upscale_model"}),
                 "fidelity": ("CODEFORMER_FIDELITY",),
                 "upscale_model": ("UPSCALE_MODEL",),
                 "mask": ("MASK",),
@@ -164,6 +167,7 @@ class CodeFormerRestoreFaces:
         flow: str = DEFAULT_FLOW,
         keep_size: bool = True,
         draw_box: bool = False,
+        face_upsample: bool = False,
         fidelity: FidelityControl | None = None,
         upscale_model: object | None = None,
         mask: torch.Tensor | None = None,
@@ -172,6 +176,9 @@ class CodeFormerRestoreFaces:
         bounding_boxes: list | None = None,
     ) -> tuple:
         control = fidelity or FidelityControl(fidelity=w, visibility=1.0)
+        if face_upsample and upscale_model is None:
+            raise ValueError("face_upsample enlarges faces with upscale_model: connect a Load Upscale Model node")
+        upscaler = host.upscale_model_callable(upscale_model) if upscale_model is not None else None
         options = detection_options(
             control,
             detector,
@@ -186,7 +193,8 @@ class CodeFormerRestoreFaces:
             inpaint_masks=inpaint_mask,
             has_aligned=has_aligned,
             upscale=upscale,
-            upscaler=host.upscale_model_callable(upscale_model) if upscale_model is not None else None,
+            upscaler=upscaler,
+            face_upsampler=upscaler if face_upsample else None,
             parse_mask=parse_mask,
             flow=flow,
             keep_size=keep_size,

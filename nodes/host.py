@@ -51,7 +51,6 @@ REQUIRED_HOST_API = (
     ("comfy.model_management", "unet_offload_device"),
     ("comfy.model_management", "throw_exception_if_processing_interrupted"),
     ("comfy.utils", "ProgressBar"),
-    ("comfy.utils", "tiled_scale"),
 )
 
 
@@ -181,21 +180,20 @@ def check_interrupted() -> None:
 
 
 def upscale_model_callable(upscale_model: object) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Wrap ComfyUI's UPSCALE_MODEL (a spandrel descriptor) as the pipeline's background upscaler."""
+    """ComfyUI's UPSCALE_MODEL (a spandrel descriptor) as the pipeline's upsampler, run as the official
+    flow runs Real-ESRGAN (:class:`TiledUpsampler`: its tiles, pads and rounding, tiles halved when
+    memory runs out) on ComfyUI's device, and put back on the CPU after each use."""
     import comfy.model_management as model_management
-    import comfy.utils
+
+    from ..pipeline.upsampling import TiledUpsampler
+
+    upsampler = TiledUpsampler(upscale_model.model, upscale_model.scale)
 
     def upscale(image: torch.Tensor) -> torch.Tensor:
-        device = model_management.get_torch_device()
-        upscale_model.to(device)
+        upscale_model.to(model_management.get_torch_device())
         try:
-            pixels = image.movedim(-1, -3).to(device)
-            enlarged = comfy.utils.tiled_scale(
-                pixels, lambda tile: upscale_model(tile), tile_x=512, tile_y=512, overlap=32,
-                upscale_amount=upscale_model.scale,
-            )  # fmt: skip
+            return upsampler(image)
         finally:
             upscale_model.to("cpu")
-        return enlarged.movedim(-3, -1).clamp(0, 1).cpu()
 
     return upscale

@@ -83,8 +83,8 @@ class RestoreOptions:
         upscaler: optional callable enlarging the background, e.g. a
             :class:`~.upsampling.TiledUpsampler` (the official ``--bg_upsampler``), or the
             file of a super-resolution model to build one from (``RealESRGAN_x2plus.pth``).
-        face_upsample: enlarge each restored face with ``upscaler`` before pasting it (the
-            official ``--face_upsample``); needs an upscaler.
+        face_upsampler: enlarges each restored face before it is pasted (the official
+            ``--face_upsample``), as ``upscaler`` (often the same one) or its file.
         parse_mask: paste through a ParseNet face mask (codeformer: within the soft square;
             facexlib: instead of it); None for the flow's (codeformer on, facexlib off).
         keep_size: images come back ``upscale`` times their input size. The codeformer flow
@@ -115,7 +115,7 @@ class RestoreOptions:
     has_aligned: bool = False
     upscale: int = 1
     upscaler: Upscaler | str | Path | None = None
-    face_upsample: bool = False
+    face_upsampler: Upscaler | str | Path | None = None
     parse_mask: bool | None = None
     keep_size: bool = True
     draw_box: bool = False
@@ -146,8 +146,6 @@ class RestoreOptions:
             raise ValueError(f"max_faces must be at least 1 (or None); got {self.max_faces}")
         if self.upscale not in range(1, MAX_UPSCALE + 1):
             raise ValueError(f"upscale must be an integer from 1 to {MAX_UPSCALE}; got {self.upscale}")
-        if self.face_upsample and self.upscaler is None:
-            raise ValueError("face_upsample enlarges faces with the upscaler: give one (e.g. RealESRGAN_x2plus.pth)")
         if self.chunk_size is not None and self.chunk_size < 1:
             raise ValueError(f"chunk_size must be at least 1; got {self.chunk_size}")
 

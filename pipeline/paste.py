@@ -61,6 +61,7 @@ def paste_faces(
         scale = working_scale(picture.shape[0], picture.shape[1], flow)
         working = picture if scale == 1.0 else enlarged(picture, scale)
         canvas = _background(picture, working, options)
+        enlarged_background = canvas.clone() if scale != 1.0 and options.keep_size else None
         mask = torch.zeros(canvas.shape[:2])
         borders = []
         for face_index in paste_order:
@@ -73,18 +74,16 @@ def paste_faces(
                 crop = crop.mul(255).round_().div_(255)
             if face.grey and flow.grey_faces_take_input_colour:
                 crop = grey_like_input(crop, crop_face(to_uint8_rgb(working), np.array(face.affine)))
-            if options.face_upsample:
+            if options.face_upsampler is not None:
                 crop = upsampled_face(crop, options)
             border = _paste_one(canvas, mask, face, crop, options)
             if border is not None:
                 borders.append(border)
         for region, border in borders:  # drawn over every face, as the official --draw_box draws them
             _blend_colour(canvas, region, border, BOX_RGB)
-        if scale != 1.0 and options.keep_size:
-            canvas, mask = (
-                _resized(canvas, picture, options.upscale),
-                _resized(mask[..., None], picture, options.upscale)[..., 0],
-            )
+        if enlarged_background is not None:
+            canvas = _back_to_input_size(canvas, enlarged_background, picture, options)
+            mask = _resized(mask[..., None], picture, options.upscale)[..., 0].clamp(0, 1)
         images.append(canvas)
         masks.append(mask)
     counts = [sum(face.image_index == i for face in faces) for i in range(len(pictures))]
@@ -96,7 +95,7 @@ def upsampled_face(crop: torch.Tensor, options: RestoreOptions) -> torch.Tensor:
     when the upsampler's own scale differs), as the official ``--face_upsample`` enlarges it."""
     import cv2
 
-    enlarged = options.upscaler(crop[None].cpu())[0].to("cpu", torch.float32)
+    enlarged = options.face_upsampler(crop[None].cpu())[0].to("cpu", torch.float32)
     size = FACE_SIZE * options.upscale
     if enlarged.shape[:2] != (size, size):
         resized = cv2.resize(enlarged.numpy(), (size, size), interpolation=cv2.INTER_LANCZOS4)
@@ -180,7 +179,7 @@ def _paste_one(
     blended = torch.where(weight > 0, weight * layer.pixels + (1 - weight) * background, background)
     canvas[rows, cols, :channels] = blended.to(canvas.device)
     covered = mask[rows, cols].to(crop.device)
-    mask[rows, cols] = (1 - (1 - covered) * (1 - layer.mask)).to(mask.device)
+    mask[rows, cols] = (covered + layer.mask * (1 - covered)).to(mask.device)  # keeps the faintest weights
     return None if layer.border is None else (layer.region, layer.border)
 
 
@@ -192,6 +191,18 @@ def _blend_colour(canvas: torch.Tensor, region: Region, weight: torch.Tensor, rg
     colour = luma(colour) if channels == 1 else colour
     weight = weight.to(canvas.device, canvas.dtype)[..., None]
     canvas[rows, cols, :channels] = weight * colour + (1 - weight) * canvas[rows, cols, :channels]
+
+
+def _back_to_input_size(
+    canvas: torch.Tensor, background: torch.Tensor, picture: torch.Tensor, options: RestoreOptions
+) -> torch.Tensor:
+    """A result pasted in the flow's enlarged image, at ``upscale`` times the input's size: what the
+    paste changed, resized (INTER_LINEAR), added to the input's own background, so that pixels away
+    from every face stay the input's. With an upsampler the whole result is resized instead."""
+    if options.upscaler is not None:
+        return _resized(canvas, picture, options.upscale).clamp(0, 1)
+    change = _resized(canvas - background, picture, options.upscale)
+    return (_background(picture, picture, options) + change).clamp(0, 1)
 
 
 def _resized(image: torch.Tensor, picture: torch.Tensor, upscale: int) -> torch.Tensor:

@@ -148,10 +148,20 @@ def _prepare(
     options = with_checked_masks(options, len(pictures))
     if options.regions is not None:
         options = dataclasses.replace(options, regions=boxes_per_image(options.regions, len(pictures)))
-    if isinstance(options.upscaler, (str, Path)):
-        upscaler = load_upsampler(options.upscaler, device_of(model), weights_dir=options.weights_dir)
-        options = dataclasses.replace(options, upscaler=upscaler)
-    return pictures, dataclasses.replace(options, task=resolve_task(model, options))
+    return pictures, dataclasses.replace(with_upsamplers(options, device_of(model)), task=resolve_task(model, options))
+
+
+def with_upsamplers(options: RestoreOptions, device: torch.device) -> RestoreOptions:
+    """Upsamplers given as files, loaded (once when both name the same file) on the network's device."""
+    loaded: dict[str, object] = {}
+    changes = {}
+    for name in ("upscaler", "face_upsampler"):
+        source = getattr(options, name)
+        if isinstance(source, (str, Path)):
+            if str(source) not in loaded:
+                loaded[str(source)] = load_upsampler(source, device, weights_dir=options.weights_dir)
+            changes[name] = loaded[str(source)]
+    return dataclasses.replace(options, **changes) if changes else options
 
 
 def with_checked_masks(options: RestoreOptions, image_count: int) -> RestoreOptions:
@@ -205,11 +215,11 @@ def _restore_aligned(
         masks = options.inpaint_masks
         fill = white_crop_pixels(crops) if masks is None else aligned_inpaint_masks(masks, len(pictures))
     restored = run_network(model, crops, fidelities, options, on_chunk, fill).cpu()
+    if flow.rounds_restored_faces:
+        restored = restored.mul(255).round_().div_(255)
     if fill is not None:  # outside the holes, the caller's own (unquantized) pixels
         originals = torch.stack([with_colour(picture)[..., :3] for picture in pictures])
         restored = torch.where(torch.from_numpy(fill)[..., None], restored, originals)
-    if flow.rounds_restored_faces:
-        restored = restored.mul(255).round_().div_(255)
     images = []
     for picture, crop, out in zip(pictures, crops, restored, strict=True):
         if options.task != COLORIZATION and image_is_grey(picture, crop, flow):

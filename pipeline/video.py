@@ -35,6 +35,7 @@ from .images import as_image_list, enlarged, image_is_grey, normalise, to_uint8_
 from .inference import RestorationNetwork, as_restored_crops, auto_chunk_size, device_of, dtype_of, run_network
 from .options import RestoreOptions
 from .paste import paste_faces
+from .restore import with_upsamplers
 from .results import FaceInfo, RestoreResult
 from .tasks import resolve_task, task_adain, task_fidelity
 from .tracking import Tracker, thumbnail
@@ -148,7 +149,7 @@ def restore_video(
         raise ValueError("video restores detected faces in whole frames; has_aligned and inpainting are for images")
     if not (options.face_selection == "all" or not isinstance(options.face_selection, str)):
         raise ValueError("in a video, choose faces by track index (face_selection as a list), or all of them")
-    options = dataclasses.replace(options, task=resolve_task(model, options), upscale=options.upscale)
+    options = dataclasses.replace(with_upsamplers(options, device_of(model)), task=resolve_task(model, options))
     detector = options.detector
     if isinstance(detector, str):
         detector = load_detector(detector, device_of(model), options.weights_dir)

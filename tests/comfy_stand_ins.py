@@ -76,7 +76,6 @@ def install(monkeypatch, models_dir: Path) -> types.SimpleNamespace:
             record.progress.append((value, total))
 
     utils.ProgressBar = ProgressBar
-    utils.tiled_scale = lambda samples, function, **kwargs: function(samples)
 
     comfy = types.ModuleType("comfy")
     comfy.model_management, comfy.model_patcher, comfy.utils = model_management, model_patcher, utils

@@ -87,7 +87,7 @@ def test_reads_exif_orientation_16_bit_and_grey(tmp_path):
 
 
 def test_exported_workflow_validates_and_gives_the_cli_pixels(
-    detector_args, inputs, recipe_checkpoint, tmp_path, monkeypatch
+    detector_args, helper_weights, inputs, recipe_checkpoint, tmp_path, monkeypatch
 ):
     from . import comfy_stand_ins
 
@@ -98,7 +98,8 @@ def test_exported_workflow_validates_and_gives_the_cli_pixels(
 
     comfy_stand_ins.install(monkeypatch, tmp_path / "models")
     (tmp_path / "models" / "facedetection").mkdir(parents=True)
-    shutil.copy(TESTDATA / "weights" / "detection_mobilenet0.25_Final.pth", tmp_path / "models" / "facedetection")
+    for helper in helper_weights.iterdir():  # the detector and the parser
+        shutil.copy(helper, tmp_path / "models" / "facedetection")
     (tmp_path / "models" / "facerestore_models").mkdir()
     (tmp_path / "models" / "facerestore_models" / recipe_checkpoint.name).symlink_to(recipe_checkpoint)
     check_api_workflow(workflow, declared_specs()[0])

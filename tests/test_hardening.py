@@ -41,11 +41,8 @@ class InvertingNetwork(torch.nn.Module):
 
 
 @pytest.fixture(scope="module")
-def weights_dir() -> Path:
-    folder = TESTDATA / "weights"
-    if not folder.exists():
-        pytest.skip(f"{folder} is absent: the real detector lives in ../shared/testdata")
-    return folder
+def weights_dir(helper_weights) -> Path:
+    return helper_weights
 
 
 def photo(name: str) -> np.ndarray:

@@ -29,15 +29,13 @@ DETECTOR = "retinaface_mobile0.25"
 
 
 @pytest.fixture
-def comfy(monkeypatch, tmp_path):
+def comfy(monkeypatch, tmp_path, helper_weights):
     if HAVE_COMFY:
         pytest.skip("these tests use stand-ins; a real ComfyUI is exercised by comfy_e2e.py")
     record = comfy_stand_ins.install(monkeypatch, tmp_path / "models")
-    detector = TESTDATA / "weights" / "detection_mobilenet0.25_Final.pth"
-    if not detector.exists():
-        pytest.skip(f"{detector} is absent")
     (tmp_path / "models" / "facedetection").mkdir(parents=True)
-    shutil.copy(detector, tmp_path / "models" / "facedetection")
+    for helper in helper_weights.iterdir():  # the detector and a parser
+        shutil.copy(helper, tmp_path / "models" / "facedetection")
     return record
 
 
@@ -173,8 +171,8 @@ def test_detector_change_takes_effect(comfy, stand_in_model, tmp_path, monkeypat
 def test_older_comfy_is_reported_in_one_line(comfy, monkeypatch):
     import comfy.utils
 
-    monkeypatch.delattr(comfy.utils, "tiled_scale")
-    assert host.missing_host_api() == ["comfy.utils.tiled_scale"]
+    monkeypatch.delattr(comfy.utils, "ProgressBar")
+    assert host.missing_host_api() == ["comfy.utils.ProgressBar"]
 
 
 def test_video_node_keeps_the_frame_count_and_reports_tracks(comfy, photo, stand_in_model):

@@ -143,7 +143,8 @@ CASES = {
     ),
     # a small image: the network sees the input, the faces the flow's enlargement; faces enlarged too
     "face_upsample_small_image": (
-        lambda: read_rgb("group_small.jpg"), None, {"upscale": 2, "upscaler": "ESRGAN_X2", "face_upsample": True},
+        lambda: read_rgb("group_small.jpg"), None,
+        {"upscale": 2, "upscaler": "ESRGAN_X2", "face_upsampler": "ESRGAN_X2"},
         {"upscale": 2, "upsampler": "ESRGAN_X2", "face_upsample": True},
     ),
 }  # fmt: skip
@@ -182,3 +183,32 @@ def test_codeformer_flow_matches_the_official_helper(official_results, helper_we
     overall = psnr(result, theirs)
     print(f"{case}: {face_count} faces, {result.shape[1]}x{result.shape[0]}, {overall:.1f} dB")
     assert overall >= 50
+
+
+def test_codeformer_flow_matches_the_official_command(official, helper_weights, recipe_checkpoint, model, tmp_path):
+    """The official command itself (``inference_codeformer.py -w 0.5 -s 2 --detection_model
+    retinaface_mobile0.25``) with the recipe weights, on a one-face image small enough to be
+    enlarged, against ``restore_faces`` at the official size, written as PNG by our command line's
+    rounding. The network runs on both sides (float32)."""
+    from PIL import Image
+
+    image = one_face()
+    source = tmp_path / "face.png"
+    Image.fromarray(image).save(source)
+    weights = tmp_path / "weights" / "CodeFormer"
+    weights.mkdir(parents=True)
+    shutil.copy(recipe_checkpoint, weights / "codeformer.pth")
+    command = [sys.executable, str(official / "codeformer" / "inference_codeformer.py"), "-i", str(source)]
+    command += ["-o", str(tmp_path / "out"), "-w", "0.5", "-s", "2", "--detection_model", DETECTOR]
+    environment = {**os.environ, "PYTHONPATH": str(official)}
+    done = subprocess.run(command, env=environment, cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    expected = np.asarray(Image.open(tmp_path / "out" / "final_results" / "face.png").convert("RGB"))
+
+    options = RestoreOptions(detector=DETECTOR, weights_dir=helper_weights, keep_size=False, upscale=2, fidelity=0.5)
+    result = restore_faces([image], model, options)
+    ours = (result.images[0].numpy() * 255).round()
+    print(f"official command: {ours.shape[1]}x{ours.shape[0]}, {psnr(ours, expected):.1f} dB")
+    assert ours.shape == expected.shape == (1024, 1024, 3)
+    assert len(result.faces) == 1
+    assert psnr(ours, expected) >= 50

@@ -1,4 +1,4 @@
-"""The face pipeline against facexlib's FaceRestoreHelper, the official flow's helper.
+"""The facexlib flow against facexlib's FaceRestoreHelper (GFPGAN's and AUTOMATIC1111's helper).
 
 The helper is the oracle only. It always builds a ParseNet, so a randomly initialised one
 is saved in a temporary model folder beside a copy of the real MobileNet detector.
@@ -55,7 +55,7 @@ def oracle_helper(weights_dir, bgr: np.ndarray):
 
 
 def options(weights_dir, **changes) -> RestoreOptions:
-    return RestoreOptions(detector=DETECTOR, weights_dir=weights_dir, **changes)
+    return RestoreOptions(flow="facexlib", detector=DETECTOR, weights_dir=weights_dir, **changes)
 
 
 def matched(ours, theirs_landmarks) -> list[int]:
@@ -218,7 +218,7 @@ def test_aligned_face_matches_the_official_flow(weights_dir, model, recipe_weigh
     with torch.inference_mode():
         out = oracle(x, weight=0.5)[0]
     expected = ((out.clamp(-1, 1) + 1) / 2 * 255).round()[0].permute(1, 2, 0).numpy()
-    result = restore_faces([face], model, RestoreOptions(has_aligned=True, fidelity=0.5))
+    result = restore_faces([face], model, RestoreOptions(flow="facexlib", has_aligned=True, fidelity=0.5))
     ours = (result.images[0].numpy() * 255).round()
     print(f"aligned: {psnr(ours, expected):.1f} dB, max {np.abs(ours - expected).max():.0f} level(s)")
     assert np.abs(ours - expected).max() <= 1

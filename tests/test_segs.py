@@ -49,13 +49,11 @@ def segs_paste(image: torch.Tensor, segs: tuple, feather: int = 0, alpha: int = 
 
 
 @pytest.fixture
-def comfy(monkeypatch, tmp_path):
-    detector = TESTDATA / "weights" / "detection_mobilenet0.25_Final.pth"
-    if not detector.exists():
-        pytest.skip(f"{detector} is absent")
+def comfy(monkeypatch, tmp_path, helper_weights):
     comfy_stand_ins.install(monkeypatch, tmp_path / "models")
     (tmp_path / "models" / "facedetection").mkdir(parents=True)
-    (tmp_path / "models" / "facedetection" / detector.name).symlink_to(detector)
+    for helper in helper_weights.iterdir():  # the detector and a parser
+        (tmp_path / "models" / "facedetection" / helper.name).symlink_to(helper)
 
 
 @pytest.fixture
@@ -108,7 +106,7 @@ def test_impact_segs_restore_only_their_faces_and_a_faceless_seg_is_unchanged(co
     image = as_image(np.array(Image.open(TESTDATA / "photos" / "group_four.png").convert("RGB")))
     face_box, background_box = (408, 84, 537, 256), (1050, 400, 1150, 500)
     segs = impact_like_segs(image, [face_box, background_box])
-    options = RestoreOptions(detector=DETECTOR, weights_dir=TESTDATA / "weights")
+    options = RestoreOptions(detector=DETECTOR, weights_dir=TESTDATA / "weights", parse_mask=False)
     fixed = restore_segs(image, segs, InvertingNetwork(), options)
     assert type(fixed[1][0]) is ImpactSEG, "the caller's SEG type is kept"
     assert torch.equal(fixed[1][1].cropped_image, segs[1][1].cropped_image), "no face: unchanged"
@@ -136,7 +134,7 @@ def test_boxes_restrict_restoration_to_the_faces_inside_them(boxes):
     if not weights.exists():
         pytest.skip(f"{weights} is absent")
     image = as_image(np.array(Image.open(TESTDATA / "photos" / "group_four.png").convert("RGB")))
-    options = RestoreOptions(detector=DETECTOR, weights_dir=weights)
+    options = RestoreOptions(detector=DETECTOR, weights_dir=weights, parse_mask=False)
     everything = restore_faces(image, InvertingNetwork(), options)
     inside = restore_faces(image, InvertingNetwork(), options, regions=boxes)
     assert len(everything.faces) == 4 and len(inside.faces) == 1
@@ -153,7 +151,7 @@ def test_a_face_too_small_for_the_whole_image_is_found_in_its_box():
     photo = Image.open(TESTDATA / "photos" / "group_four.png").convert("RGB").crop((380, 50, 560, 290)).resize((36, 48))
     canvas = np.full((2400, 4000, 3), 90, np.uint8)
     canvas[1000:1048, 3000:3036] = np.array(photo)
-    options = RestoreOptions(detector=DETECTOR, weights_dir=weights)
+    options = RestoreOptions(detector=DETECTOR, weights_dir=weights, parse_mask=False)
     assert restore_faces([canvas], InvertingNetwork(), options).faces == []
     found = restore_faces([canvas], InvertingNetwork(), options, regions=[[2990, 990, 3046, 1058]]).faces
     assert len(found) == 1 and found[0].box[0] >= 2990 and found[0].box[2] <= 3046

@@ -18,11 +18,9 @@ FRAME_BY_FRAME = VideoOptions(landmark_window=1, code_window=1, max_gap=0)
 
 
 @pytest.fixture(scope="module")
-def options() -> RestoreOptions:
-    weights = TESTDATA / "weights"
-    if not weights.exists():
-        pytest.skip(f"{weights} is absent: the real detector lives in ../shared/testdata")
-    return RestoreOptions(detector=DETECTOR, weights_dir=weights)
+def options(helper_weights) -> RestoreOptions:
+    """The default flow without the parse mask, which costs seconds a face and frame here."""
+    return RestoreOptions(detector=DETECTOR, weights_dir=helper_weights, parse_mask=False)
 
 
 def photo(name: str) -> np.ndarray:
