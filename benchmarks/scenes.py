@@ -57,3 +57,34 @@ def synthetic_4k() -> np.ndarray:
         face = np.array(face.resize((face.width * 3 // 2, face.height * 3 // 2), Image.LANCZOS))
         canvas[y : y + face.shape[0], x : x + face.shape[1]] = face
     return canvas
+
+
+# codeformer-pip 0.0.4 still has this line of FaceRestoreHelper.get_face_landmarks_5, which upstream
+# CodeFormer removed in a75e7ae (2024-09-19): with it, the detector's copy is never shrunk.
+REMOVED_UPSTREAM = "            scale = max(1, scale)  # always scale up\n"
+
+
+def official_codeformer(folder: Path, helper_weights: Path) -> Path | None:
+    """CodeFormer's own code (codeformer-pip 0.0.4, installed for tests and benchmarks: S-Lab licence,
+    called, never copied into the project) as upstream b33cc7d+a75e7ae runs it: the installed package
+    copied into ``folder`` with the one line upstream removed, and its ``weights/facelib`` holding the
+    detector and parser of ``helper_weights``. Returns the folder to put first on a subprocess's path;
+    None when codeformer-pip is not installed."""
+    import importlib.util
+    import shutil
+
+    spec = importlib.util.find_spec("codeformer")
+    if spec is None or spec.origin is None:
+        return None
+    package = folder / "codeformer"
+    shutil.copytree(Path(spec.origin).parent, package, ignore=shutil.ignore_patterns("__pycache__", "weights"))
+    helper = package / "facelib" / "utils" / "face_restoration_helper.py"
+    source = helper.read_text()
+    if source.count(REMOVED_UPSTREAM) != 1:
+        raise RuntimeError(f"{helper} changed: check the line upstream a75e7ae removed")
+    helper.write_text(source.replace(REMOVED_UPSTREAM, ""))
+    weights = package / "weights" / "facelib"
+    weights.mkdir(parents=True)
+    for name in ("detection_mobilenet0.25_Final.pth", "parsing_parsenet.pth"):
+        shutil.copy(helper_weights / name, weights / name)
+    return folder

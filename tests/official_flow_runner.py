@@ -1,18 +1,22 @@
 """Runs CodeFormer's own helper (``codeformer-pip``'s ``facelib``), step by step as its
-``inference_codeformer.py`` runs an image, for the oracle tests in ``test_official_flow.py``.
+``inference_codeformer.py`` runs an image, for the oracle tests in ``test_official_flow.py`` and
+for ``benchmarks/bench_pipeline.py``.
 
-It runs in a subprocess whose ``sys.path`` starts with a patched copy of the package (see the
-test's fixture), so that the copy's ``weights/`` folder and its one-line patch are the ones
-used. The restoring network is a stand-in given by name, the same on our side: what is
-compared is the flow around the network (detection, enlargement, crops, grey handling,
-masks, paste, upsampling), which the network does not change. Usage:
-``python official_flow_runner.py JOB.json``; writes ``<out>/<case>.npz``.
+It runs in a subprocess whose ``sys.path`` starts with a patched copy of the package
+(``benchmarks.scenes.official_codeformer``), so that the copy's ``weights/`` folder and its
+one-line patch are the ones used. The restoring network is a stand-in (the face mirrored,
+the same on our side: the tests compare the flow around the network, which the network does
+not change) or, with ``"weights"``, the official CodeFormer network from that file. Usage:
+``python official_flow_runner.py JOB.json``; writes ``<out>/<case>.npz`` with the image, the
+face count, the landmarks and the best run's seconds (in all, and in the network).
 """
 
 from __future__ import annotations
 
 import json
+import resource
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -45,7 +49,31 @@ def esrgan_upsampler(path: str, config: dict, tile: int):
     )  # fmt: skip
 
 
-def run_case(case: dict, out: Path, upsamplers: dict[str, dict]) -> None:
+def official_network(weights: str) -> torch.nn.Module:
+    """The official network as the official command builds it, in float32."""
+    from codeformer.basicsr.utils.registry import ARCH_REGISTRY
+
+    network = ARCH_REGISTRY.get("CodeFormer")(
+        dim_embd=512, codebook_size=1024, n_head=8, n_layers=9, connect_list=["32", "64", "128", "256"]
+    )
+    network.load_state_dict(torch.load(weights, weights_only=True)["params_ema"])
+    return network.eval()
+
+
+def run_case(case: dict, out: Path, upsamplers: dict[str, dict], repeats: int) -> None:
+    network = official_network(case["weights"]) if case.get("weights") else None
+    best = None
+    for _ in range(repeats + (network is not None)):  # a real network gets a warm-up run
+        started = time.perf_counter()
+        result = restore_once(case, upsamplers, network)
+        result["seconds"] = np.array(time.perf_counter() - started)
+        if best is None or result["seconds"] < best["seconds"]:
+            best = result
+    best["peak_mib"] = np.array(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    np.savez(out / f"{case['name']}.npz", **best)
+
+
+def restore_once(case: dict, upsamplers: dict[str, dict], network: torch.nn.Module | None) -> dict[str, np.ndarray]:
     from codeformer.basicsr.utils import img2tensor, tensor2img
     from codeformer.facelib.utils.face_restoration_helper import FaceRestoreHelper
     from codeformer.facelib.utils.misc import is_gray
@@ -69,16 +97,20 @@ def run_case(case: dict, out: Path, upsamplers: dict[str, dict]) -> None:
         center = case.get("only_center_face", False)
         helper.get_face_landmarks_5(only_center_face=center, resize=640, eye_dist_threshold=5)
         helper.align_warp_face()
+    in_network = 0.0
     for cropped_face in helper.cropped_faces:
         face = img2tensor(cropped_face / 255.0, bgr2rgb=True, float32=True)
         normalize(face, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), inplace=True)
+        started = time.perf_counter()
         with torch.no_grad():
-            output = mirror_network(face.unsqueeze(0))
+            output = mirror_network(face[None]) if network is None else network(face[None], w=case["w"], adain=True)[0]
+        in_network += time.perf_counter() - started
         restored = tensor2img(output, rgb2bgr=True, min_max=(-1, 1)).astype("uint8")
         helper.add_restored_face(restored, cropped_face)
     result = {
         "faces": np.array(len(helper.cropped_faces)),
         "landmarks": np.array(helper.all_landmarks_5, dtype=np.float64).reshape(-1, 5, 2),
+        "network_seconds": np.array(in_network),
     }
     if case.get("has_aligned"):
         result["image"] = np.asarray(helper.restored_faces[0])
@@ -91,7 +123,7 @@ def run_case(case: dict, out: Path, upsamplers: dict[str, dict]) -> None:
         result["image"] = helper.paste_faces_to_input_image(
             upsample_img=background, draw_box=case.get("draw_box", False), face_upsampler=face_upsampler
         )
-    np.savez(out / f"{case['name']}.npz", **result)
+    return result
 
 
 def main() -> None:
@@ -102,7 +134,7 @@ def main() -> None:
         torch.manual_seed(0)
         torch.save({"params_ema": esrgan(config).state_dict()}, path)
     for case in job["cases"]:
-        run_case(case, Path(job["out"]), upsamplers)
+        run_case(case, Path(job["out"]), upsamplers, job.get("repeats", 1))
 
 
 if __name__ == "__main__":

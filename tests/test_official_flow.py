@@ -7,7 +7,7 @@ upstream a75e7ae (2024-09-19) removed ``scale = max(1, scale)`` from
 ``FaceRestoreHelper.get_face_landmarks_5``, and codeformer-pip still has it (so it never
 shrinks the detector's copy). The copy's ``weights/facelib`` holds the real MobileNet
 detector and a random ParseNet, and the official code runs in a subprocess whose path starts
-with the copy (``official_flow_runner.py``).
+with the copy (``official_flow_runner.py``). ``benchmarks/scenes.py`` makes the copy.
 
 Most cases restore with a stand-in network (the face mirrored) on both sides: the flow around
 the network is what differs between helpers. One case runs the real command with the recipe
@@ -16,7 +16,6 @@ weights.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -28,13 +27,13 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.scenes import official_codeformer
 from codeformer_nodes import RestoreOptions, restore_faces
 
 from .conftest import TESTDATA
 
 DETECTOR = "retinaface_mobile0.25"
 RUNNER = Path(__file__).with_name("official_flow_runner.py")
-REMOVED_UPSTREAM = "            scale = max(1, scale)  # always scale up\n"
 
 
 class MirrorNetwork(torch.nn.Module):
@@ -50,22 +49,11 @@ class MirrorNetwork(torch.nn.Module):
 
 @pytest.fixture(scope="module")
 def official(tmp_path_factory, helper_weights) -> Path:
-    """A patched copy of codeformer-pip's package, with its weights folder filled; returns the folder to put
-    on the path."""
-    spec = importlib.util.find_spec("codeformer")
-    if spec is None or spec.origin is None:
+    """The patched copy of codeformer-pip's package (``benchmarks.scenes.official_codeformer``); the folder
+    to put on the path."""
+    root = official_codeformer(tmp_path_factory.mktemp("official"), helper_weights)
+    if root is None:
         pytest.skip("codeformer-pip is not installed: bash scripts/setup.sh installs it for the tests")
-    root = tmp_path_factory.mktemp("official")
-    package = root / "codeformer"
-    shutil.copytree(Path(spec.origin).parent, package, ignore=shutil.ignore_patterns("__pycache__", "weights"))
-    helper = package / "facelib" / "utils" / "face_restoration_helper.py"
-    source = helper.read_text()
-    assert source.count(REMOVED_UPSTREAM) == 1, "codeformer-pip changed: check the line upstream removed"
-    helper.write_text(source.replace(REMOVED_UPSTREAM, ""))
-    weights = package / "weights" / "facelib"
-    weights.mkdir(parents=True)
-    for name in ("detection_mobilenet0.25_Final.pth", "parsing_parsenet.pth"):
-        shutil.copy(helper_weights / name, weights / name)
     return root
 
 
