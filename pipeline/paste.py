@@ -69,13 +69,7 @@ def paste_faces(
             if face.image_index != index:
                 continue
             face = dataclasses.replace(face, affine=affine_in_working_pixels(np.array(face.affine), scale))
-            crop = restored[face_index].float()
-            if flow.rounds_restored_faces:
-                crop = crop.mul(255).round_().div_(255)
-            if face.grey and flow.grey_faces_take_input_colour:
-                crop = grey_like_input(crop, crop_face(to_uint8_rgb(working), np.array(face.affine)))
-            if options.face_upsampler is not None:
-                crop = upsampled_face(crop, options)
+            crop = prepared_face(face, restored[face_index], working, options)
             border = _paste_one(canvas, mask, face, crop, options)
             if border is not None:
                 borders.append(border)
@@ -88,6 +82,21 @@ def paste_faces(
         masks.append(mask)
     counts = [sum(face.image_index == i for face in faces) for i in range(len(pictures))]
     return RestoreResult(images=images, masks=masks, faces=faces, faces_per_image=counts)
+
+
+def prepared_face(face: FaceInfo, crop: torch.Tensor, image: torch.Tensor, options: RestoreOptions) -> torch.Tensor:
+    """A restored (512, 512, 3) crop as the flow pastes it: rounded to 8-bit levels, a grey image's face
+    given the input crop's colour statistics, enlarged by the face upsampler. ``image`` is the image
+    ``face.affine`` maps (the flow's enlarged one, where it enlarges)."""
+    flow = options.rules
+    crop = crop.float()
+    if flow.rounds_restored_faces:
+        crop = crop.mul(255).round_().div_(255)
+    if face.grey and flow.grey_faces_take_input_colour:
+        crop = grey_like_input(crop, crop_face(to_uint8_rgb(image), np.array(face.affine)))
+    if options.face_upsampler is not None:
+        crop = upsampled_face(crop, options)
+    return crop
 
 
 def upsampled_face(crop: torch.Tensor, options: RestoreOptions) -> torch.Tensor:

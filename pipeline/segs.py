@@ -24,7 +24,7 @@ import torch
 from .images import as_image_list
 from .inference import RestorationNetwork
 from .options import RestoreOptions
-from .paste import face_layer, face_mask
+from .paste import face_layer, face_mask, prepared_face
 from .restore import restore_faces
 from .results import FaceInfo
 
@@ -77,7 +77,8 @@ def restore_segs(images: torch.Tensor, segs: tuple, model: RestorationNetwork, o
     if not items:
         return segs
     regions = [[float(v) for v in seg.crop_region] for seg in items]
-    options = dataclasses.replace(options, regions=regions, return_crops=True, upscale=1)
+    # SEGSPaste blends through each SEG's own mask, so the parse mask has no part here
+    options = dataclasses.replace(options, regions=regions, return_crops=True, upscale=1, parse_mask=False)
     result = restore_faces(pictures, model, options)
     crops = [[] for _ in items]
     for index, picture in enumerate(pictures):
@@ -101,7 +102,7 @@ def _restored_crop(
     for index, face in sorted(faces, key=lambda item: item[1].detection_rank):
         if not inside_box(face, box):
             continue
-        layer = face_layer(face, restored[index], tuple(picture.shape), options)
+        layer = face_layer(face, prepared_face(face, restored[index], picture, options), tuple(picture.shape), options)
         if layer is None:
             continue
         region = layer.region

@@ -45,12 +45,13 @@ VIDEO_FILE = "example.mp4"
 
 
 def widget_defaults(node_name: str) -> dict[str, object]:
-    """Each widget's default as the node declares it (the first choice of a list without one)."""
+    """Each widget's default as the node declares it (the first choice of a list without one), optional
+    widgets included."""
     from codeformer_nodes.nodes.codeformer import NODE_CLASS_MAPPINGS
 
-    required = NODE_CLASS_MAPPINGS[node_name].INPUT_TYPES()["required"]
+    types = NODE_CLASS_MAPPINGS[node_name].INPUT_TYPES()
     defaults = {}
-    for name, (kind, *settings) in required.items():
+    for name, (kind, *settings) in {**types["required"], **types.get("optional", {})}.items():
         if isinstance(kind, list) or kind in ("INT", "FLOAT", "STRING", "BOOLEAN"):
             defaults[name] = settings[0]["default"] if settings and "default" in settings[0] else kind[0]
     return defaults

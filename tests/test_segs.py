@@ -72,20 +72,32 @@ def as_image(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(rgb / np.float32(255))[None]
 
 
-@pytest.mark.parametrize("scene", ["group_four", "crowd"])
-def test_segs_round_trip_equals_the_restore_node(comfy, stand_in_model, scene):
+@pytest.mark.parametrize(
+    ("scene", "flow"), [("group_four", "codeformer"), ("crowd", "facexlib"), ("crowd", "codeformer")]
+)
+def test_segs_round_trip_equals_the_restore_node(comfy, stand_in_model, scene, flow):
+    """SEGS work at the image's own size. Where CodeFormer's flow enlarges the image first (the crowd
+    is 680x460), the restore node pastes in the enlarged image and SEGS cannot: there the two differ
+    at the faces' edges, and the bound is a PSNR."""
     rgb = (
         crowd_rgb() if scene == "crowd" else np.array(Image.open(TESTDATA / "photos" / "group_four.png").convert("RGB"))
     )
     image = as_image(rgb)
-    restored, _, _, _, faces, _, count = CodeFormerRestoreFaces().restore(image, stand_in_model, **restore_inputs())
+    restored, _, _, _, faces, _, count = CodeFormerRestoreFaces().restore(
+        image, stand_in_model, **restore_inputs(flow=flow)
+    )
     (segs,) = CodeFormerFacesToSEGS().convert(image, faces)
     assert len(segs[1]) == count == (8 if scene == "crowd" else 4) and segs[0] == tuple(image.shape[1:3])
     assert all(seg.label == "face" and seg.cropped_image.shape[0] == 1 for seg in segs[1])
-    (fixed,) = CodeFormerRestoreSEGS().restore(image, segs, stand_in_model, 0.5, DETECTOR, 640, 0.97)
+    (fixed,) = CodeFormerRestoreSEGS().restore(image, segs, stand_in_model, 0.5, DETECTOR, 640, 0.97, flow=flow)
     pasted = segs_paste(image, fixed)
-    assert (pasted - restored).abs().max() <= 1 / 255, "SEGSPaste of restored SEGS gives the restore node's image"
     assert not torch.equal(pasted, image)
+    if scene == "crowd" and flow == "codeformer":
+        mse = float(((pasted - restored).double() ** 2).mean())
+        print(f"SEGS of an enlarged image: {10 * np.log10(1 / mse):.1f} dB against the restore node")
+        assert 10 * np.log10(1 / mse) >= 35
+        return
+    assert (pasted - restored).abs().max() <= 1 / 255, "SEGSPaste of restored SEGS gives the restore node's image"
 
 
 def impact_like_segs(image: torch.Tensor, boxes: list[tuple[int, int, int, int]]) -> tuple:

@@ -16,7 +16,7 @@ def variant_model(recipe_weights, tmp_path):
     def build(manifest: str):
         path = tmp_path / "variant.pth"
         torch.save({"params_ema": recipe_weights(manifest)}, path)
-        return load_codeformer(path)
+        return load_codeformer(path, precision="fp32")  # the reference is float32, whatever auto picks here
 
     yield build
     clear_model_cache()

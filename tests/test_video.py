@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -181,7 +183,8 @@ def test_a_video_file_keeps_its_frames_fps_and_audio(options, tmp_path):
     clip = tmp_path / "in" / "clip.mp4"
     clip.parent.mkdir()
     write_clip(clip, [shifted(four, dx) for dx in range(6)], fps=24)
-    entries = run([clip], RecordingNetwork(), options, tmp_path / "out", WriteSettings(), False, video=FRAME_BY_FRAME)
+    sure = dataclasses.replace(options, confidence=0.97)  # at 0.8 a compressed frame may show a fifth "face"
+    entries = run([clip], RecordingNetwork(), sure, tmp_path / "out", WriteSettings(), False, video=FRAME_BY_FRAME)
     assert entries[0]["frames"] == 6 and entries[0]["faces_restored"] == 24 and entries[0]["tracks"] == 4
     with av.open(str(tmp_path / "out" / "clip.mp4")) as restored, av.open(str(clip)) as original:
         assert restored.streams.video[0].average_rate == 24 and restored.streams.video[0].frames == 6
