@@ -432,3 +432,21 @@ def test_tasks_on_aligned_faces():
     assert torch.allclose(filled[0], faces[0], atol=1e-6), "no white pixels: nothing to fill"
     assert torch.allclose(filled[1][~holes], faces[1][~holes], atol=1e-6)
     assert (filled[1][holes] - faces[1][holes]).abs().max() > 0.5
+
+
+def test_small_images_keep_their_size_unless_asked_for_the_official_one(weights_dir):
+    """CodeFormer's flow enlarges a short side under 512 to 512 first; by default the result comes back at
+    the input's size with every pixel away from the faces the input's own, and keep_size=False gives
+    the official size (491x310 -> 811x512)."""
+    from PIL import Image
+
+    small = torch.from_numpy(np.array(Image.open(TESTDATA / "photos" / "group_small.jpg")) / np.float32(255))
+    kept = run(small[None], weights_dir, upscale=2)
+    assert kept.images[0].shape == (620, 982, 3) and kept.masks[0].shape == (620, 982)
+    away = kept.masks[0] == 0
+    background = run(small[None], weights_dir, upscale=2, visibility=0.0).images[0]
+    assert torch.equal(kept.images[0][away], background[away]), "away from faces: the input, enlarged as usual"
+    assert len(kept.faces) == 4 and max(face.box[2] for face in kept.faces) < 491, "faces in input pixels"
+    official = run(small[None], weights_dir, upscale=2, keep_size=False)
+    assert official.images[0].shape == (1024, 1622, 3)
+    assert run(small[None], weights_dir, flow="facexlib").images[0].shape == (310, 491, 3)
