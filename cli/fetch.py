@@ -1,8 +1,10 @@
 """``codeformer-fetch [NAME...] [--dir DIR]``: fetch the official weights ahead of time, checked.
 
-Without names it fetches what the default run needs: ``codeformer.pth`` and the default
-face detector. Files go to the per-user cache (where the library and the command line look
-for them) or to ``--dir`` (e.g. ``ComfyUI/models/facerestore_models``).
+Without names it fetches what the default run needs: ``codeformer.pth``, the default face
+detector and the face parser (CodeFormer's flow pastes through it). ``RealESRGAN_x2plus.pth``
+is the official background and face upsampler. Files go to the per-user cache (where the
+library and the command line look for them) or to ``--dir`` (e.g.
+``ComfyUI/models/facerestore_models``).
 """
 
 from __future__ import annotations
@@ -15,10 +17,19 @@ from ..models.auxiliary import DETECTOR_WEIGHTS, PARSENET_WEIGHTS
 from ..models.downloads import MIRROR_VARIABLE, locate, user_cache_dir
 from ..models.errors import CodeFormerWeightsError
 from ..models.official import OFFICIAL_CHECKPOINTS, OFFICIAL_NAMES
+from ..models.upsamplers import UPSAMPLER_FILES
 from ..pipeline.detection import DEFAULT_DETECTOR
 
-FETCHABLE = {**OFFICIAL_NAMES, **{w.file.name: w.file for w in (*DETECTOR_WEIGHTS.values(), PARSENET_WEIGHTS)}}
-DEFAULTS = (OFFICIAL_CHECKPOINTS["restoration"].name, DETECTOR_WEIGHTS[DEFAULT_DETECTOR].file.name)
+FETCHABLE = {
+    **OFFICIAL_NAMES,
+    **{w.file.name: w.file for w in (*DETECTOR_WEIGHTS.values(), PARSENET_WEIGHTS)},
+    **UPSAMPLER_FILES,
+}
+DEFAULTS = (
+    OFFICIAL_CHECKPOINTS["restoration"].name,
+    DETECTOR_WEIGHTS[DEFAULT_DETECTOR].file.name,
+    PARSENET_WEIGHTS.file.name,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
