@@ -27,9 +27,12 @@ from pathlib import Path
 import torch
 
 from ..models import PRECISION_HELP, PRECISIONS, TASKS, CodeFormerWeightsError, load_codeformer
+from ..models.auxiliary import DETECTOR_WEIGHTS, PARSENET_WEIGHTS, search_folders
 from ..models.checkpoint import RESTORATION
 from ..models.cpu_memory import keep_freed_cpu_memory
-from ..models.official import OFFICIAL_CHECKPOINTS
+from ..models.downloads import FETCH_COMMAND, MIRROR_VARIABLE, PinnedFile, locate, user_cache_dir
+from ..models.errors import WeightsFileError
+from ..models.official import OFFICIAL_CHECKPOINTS, OFFICIAL_NAMES
 from ..models.upsamplers import REALESRGAN_X2PLUS
 from ..pipeline import FidelityRamp, RestoreOptions, restore_faces
 from ..pipeline.detection import DEFAULT_DETECTION_SIZE, DEFAULT_DETECTOR, DETECTORS
@@ -160,6 +163,40 @@ def options_from(args: argparse.Namespace) -> RestoreOptions:
     )
 
 
+def fetch_weights_or_say_what_is_missing(model: str, options: RestoreOptions, args: argparse.Namespace) -> str | None:
+    """Every file of the official releases this run needs, found or fetched before anything loads; where
+    some can be had neither way, one message naming them all and the one command that fetches them."""
+    needed: list[tuple[PinnedFile, list[Path]]] = []
+    if model in OFFICIAL_NAMES and not Path(model).exists():
+        needed.append((OFFICIAL_NAMES[model], [user_cache_dir()]))
+    helpers = search_folders(args.weights_dir)
+    if not options.has_aligned and isinstance(options.detector, str):
+        needed.append((DETECTOR_WEIGHTS[options.detector].file, helpers))
+        if options.uses_parse_mask:
+            needed.append((PARSENET_WEIGHTS.file, helpers))
+    official_upsampler = args.bg_upsampler in ("realesrgan", REALESRGAN_X2PLUS.name) or (
+        args.face_upsample and args.bg_upsampler is None
+    )
+    if official_upsampler and not Path(args.bg_upsampler or "").is_file():
+        needed.append((REALESRGAN_X2PLUS, helpers))
+    missing = []
+    for file, folders in needed:
+        try:
+            locate(file, folders)
+        except WeightsFileError as error:
+            missing.append((file, folders, error))
+    if not missing:
+        return None
+    listed = "; ".join(f"{file.name} (looked in {', '.join(map(str, folders))})" for file, folders, _ in missing)
+    reason = str(missing[0][2].__cause__ or missing[0][2])
+    command = f"{FETCH_COMMAND} {' '.join(file.name for file, _, _ in missing)}"
+    return (
+        f"{len(missing)} weights file(s) missing and not downloadable here ({reason}): {listed}. On a machine "
+        f"with internet run `{command}` (add --dir DIR for another folder) and copy the files into one of those "
+        f"folders, or set {MIRROR_VARIABLE} to a mirror you can reach."
+    )
+
+
 def with_upsampler_files(options: RestoreOptions, args: argparse.Namespace, device: torch.device) -> RestoreOptions:
     """The background and face upsamplers of --bg-upsampler / --face-upsample, loaded once on ``device``."""
     if args.bg_upsampler is None and not args.face_upsample:
@@ -247,9 +284,20 @@ def main(argv: list[str] | None = None) -> int:
         return ray_main(args, options, sys.argv[1:] if argv is None else argv, parser)
     if not args.inputs or args.output is None:
         parser.error("give INPUT... and -o OUTDIR (or --export-workflow FILE)")
+    weights = args.model or OFFICIAL_CHECKPOINTS[options.task or RESTORATION].name
+    missing = fetch_weights_or_say_what_is_missing(weights, options, args)
+    if missing is not None:
+        print(f"codeformer-restore: {missing}", file=sys.stderr)
+        report_file = None if args.report in (None, "-") else Path(args.report)
+        try:
+            if report_file is not None:
+                report_file.parent.mkdir(parents=True, exist_ok=True)
+            write_report(args.report, report_file, [], 0.0, cut=True, error=missing)
+        except OSError as error:
+            print(f"codeformer-restore: cannot write the report {report_file}: {error}", file=sys.stderr)
+        return 2
     try:
         device = torch.device(args.device)
-        weights = args.model or OFFICIAL_CHECKPOINTS[options.task or RESTORATION].name
         onnx = args.backend == "onnxruntime"
         model = load_codeformer(weights, device=device, precision="fp32" if onnx and args.precision == "auto" else
                                 args.precision)  # fmt: skip
@@ -305,11 +353,15 @@ def execute(args: argparse.Namespace, entries: list[dict], work: Callable[[], ob
     return 1 if failed else 0
 
 
-def write_report(target: str | None, file: Path | None, entries: list[dict], seconds: float, cut: bool) -> None:
-    """The JSON report to stdout (``-``) or atomically to ``file``; its ``interrupted`` says when it is partial."""
+def write_report(
+    target: str | None, file: Path | None, entries: list[dict], seconds: float, cut: bool, error: str | None = None
+) -> None:
+    """The JSON report to stdout (``-``) or atomically to ``file``; its ``interrupted`` says when it is partial,
+    its ``error`` why a run could not start."""
     if target is None:
         return
-    report = json.dumps({"images": entries, "seconds": round(seconds, 3), "interrupted": cut}, indent=2) + "\n"
+    fields = {"images": entries, "seconds": round(seconds, 3), "interrupted": cut}
+    report = json.dumps({**fields, "error": error} if error else fields, indent=2) + "\n"
     if file is None:
         print(report, end="")
         return

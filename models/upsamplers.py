@@ -3,7 +3,8 @@
 Any file spandrel recognises as a super-resolution model (ESRGAN, Real-ESRGAN, Compact,
 ...) loads, through the same safe reading as the CodeFormer weights (``read_state_dict``:
 no pickle that would run code). ``RealESRGAN_x2plus.pth``, the official command's, is
-fetched when first needed, pinned by its published size and SHA-256 (Real-ESRGAN v0.2.1).
+fetched when first needed (Real-ESRGAN v0.2.1), pinned by size and SHA-256: the release page
+gives none, these are the figures model lists and a distribution package agree on.
 """
 
 from __future__ import annotations

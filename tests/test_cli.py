@@ -185,3 +185,24 @@ def test_faces_of_several_images_share_a_chunk_and_a_bad_image_fails_alone(input
     entries = run(files, network, options, tmp_path / "again", WriteSettings(), skip_existing=False)
     assert [bool(entry.get("error")) for entry in entries] == [False, True, False]
     assert network.batches == [8]
+
+
+def test_missing_weights_are_named_together_before_anything_loads(recipe_checkpoint, tmp_path, monkeypatch, capsys):
+    """Offline with the model given but no detector or parser: one message naming both, the one command
+    that fetches them, exit 2, and a report that says why (a closed local port stands in for the
+    unreachable release host)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("CODEFORMER_NODES_MIRROR", "http://127.0.0.1:9/weights")
+    empty = tmp_path / "no_weights"
+    empty.mkdir()
+    image = tmp_path / "in.png"
+    Image.new("RGB", (64, 64)).save(image)
+    report = tmp_path / "reports" / "run.json"
+    args = [str(image), "-o", str(tmp_path / "out"), "--model", str(recipe_checkpoint), "--weights-dir", str(empty)]
+    assert main([*args, "--report", str(report)]) == 2
+    message = capsys.readouterr().err
+    assert message.count("\n") == 1, "one message"
+    assert "codeformer-fetch detection_Resnet50_Final.pth parsing_parsenet.pth" in message
+    written = json.loads(report.read_text())
+    assert written["images"] == [] and "parsing_parsenet.pth" in written["error"]
+    assert not (tmp_path / "out").exists()

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.scenes import official_codeformer
+from benchmarks.scenes import crowd_rgb, official_codeformer
 from codeformer_nodes import RestoreOptions, restore_faces
 
 from .conftest import TESTDATA
@@ -114,6 +114,8 @@ def one_face() -> np.ndarray:
 CASES = {
     "plain_upscale_1": (lambda: read_rgb("group_four.png"), None, {"upscale": 1}, {"upscale": 1}),
     "small_image": (lambda: read_rgb("group_small.jpg"), None, {"upscale": 1}, {"upscale": 1}),
+    # eight faces whose squares overlap, pasted in the detector's order (and enlarged: 680x460)
+    "crowd": (crowd_rgb, None, {"upscale": 1}, {"upscale": 1}),
     "upscale_2": (lambda: read_rgb("group_small.jpg"), None, {"upscale": 2}, {"upscale": 2}),
     "rgba": (
         lambda: read_rgb("group_four.png", "RGBA"), lambda: read_rgb("group_four.png"), {"upscale": 1}, {"upscale": 1},
