@@ -11,6 +11,7 @@ from ..pipeline import FaceInfo, FidelityRamp, RestoreOptions
 from ..pipeline.detection import DEFAULT_DETECTION_SIZE, DEFAULT_DETECTOR, DETECTORS
 from ..pipeline.flows import DEFAULT_FLOW, FLOW_NAMES, FLOWS
 from ..pipeline.geometry import FACE_SIZE
+from ..pipeline.options import MIN_CONFIDENCE
 
 CATEGORY = "image/restoration/CodeFormer"
 # The detection widgets every restoring node has.
@@ -19,7 +20,7 @@ DETECTION_WIDGETS = {
     "detector": (list(DETECTORS), {"default": DEFAULT_DETECTOR}),
     "detection_size": ("INT", {"default": DEFAULT_DETECTION_SIZE, "min": 0, "max": 4096, "step": 16,
                                "tooltip": "short side the detector sees; 0 for the original size"}),
-    "confidence": ("FLOAT", {"default": FLOWS[DEFAULT_FLOW].confidence, "min": 0.0, "max": 1.0, "step": 0.01,
+    "confidence": ("FLOAT", {"default": FLOWS[DEFAULT_FLOW].confidence, "min": MIN_CONFIDENCE, "max": 1.0, "step": 0.01,
                              "tooltip": "minimum detector score: CodeFormer's own flow uses 0.8, facexlib's 0.97"}),
 }  # fmt: skip
 # Optional widgets, so that workflows saved before they existed still load (with the defaults).

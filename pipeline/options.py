@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +15,8 @@ from .detection import DEFAULT_DETECTION_SIZE, DEFAULT_DETECTOR, DETECTORS, Face
 from .flows import DEFAULT_FLOW, Flow, flow_named
 
 FACE_SELECTIONS = ("all", "largest", "center")
+# Below this, a detector takes nearly anything for a face.
+MIN_CONFIDENCE = 0.05
 MAX_UPSCALE = 4
 # Largest output the pipeline will allocate, in pixels per image (about 3 GiB as float32 RGB).
 MAX_OUTPUT_PIXELS = 1 << 28
@@ -78,7 +82,8 @@ class RestoreOptions:
             one box, a list, or one list per image, as ``[x1, y1, x2, y2]`` or ComfyUI's
             ``{x, y, width, height}``. A face is restored only when its box centre lies in
             one; a region where the whole-image pass found none is searched on its own.
-        has_aligned: inputs are already 512x512 aligned faces: no detection, no paste.
+        has_aligned: inputs are already aligned faces: no detection, no paste (512x512; the
+            codeformer flow resizes other sizes to it, as its command does).
         upscale: output size factor 1-4 (background resized, or enlarged by ``upscaler``).
         upscaler: optional callable enlarging the background, e.g. a
             :class:`~.upsampling.TiledUpsampler` (the official ``--bg_upsampler``), or the
@@ -89,7 +94,8 @@ class RestoreOptions:
             facexlib: instead of it); None for the flow's (codeformer on, facexlib off).
         keep_size: images come back ``upscale`` times their input size. The codeformer flow
             enlarges images whose short side is under 512 before restoring them; with this
-            on, the result is resized back (INTER_LINEAR); off, it keeps the official size.
+            on, what the paste changed is resized back (INTER_LINEAR) onto the input, whose
+            other pixels stay as they were; off, the result keeps the official size.
         draw_box: draw a green border around each pasted face (the official ``--draw_box``).
         chunk_size: faces per network forward; None picks by device (:func:`auto_chunk_size`).
         return_crops: also return the aligned and restored 512x512 crops.
@@ -130,24 +136,33 @@ class RestoreOptions:
         flow_named(self.flow)
         if self.confidence is not None:
             _check_unit("confidence", self.confidence)
+            if self.confidence < MIN_CONFIDENCE:
+                raise ValueError(
+                    f"confidence {self.confidence} would take almost anything for a face (0 finds hundreds in a "
+                    f"photo); use at least {MIN_CONFIDENCE}, or None for the flow's own"
+                )
         if self.task is not None and self.task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)} or None (the checkpoint's); got {self.task!r}")
         if isinstance(self.detector, str) and self.detector not in DETECTORS:
             raise ValueError(f"unknown detector {self.detector!r}; choose one of {', '.join(DETECTORS)}")
-        if self.detection_size is not None and self.detection_size < 16:
-            raise ValueError(f"detection_size must be at least 16 pixels (or None); got {self.detection_size}")
-        if isinstance(self.face_selection, str) and self.face_selection not in FACE_SELECTIONS:
-            raise ValueError(
-                f"face_selection must be one of {FACE_SELECTIONS} or a list of indices; got {self.face_selection!r}"
-            )
-        if self.max_face_size is not None and self.max_face_size < self.min_face_size:
-            raise ValueError(f"max_face_size {self.max_face_size} is below min_face_size {self.min_face_size}")
-        if self.max_faces is not None and self.max_faces < 1:
-            raise ValueError(f"max_faces must be at least 1 (or None); got {self.max_faces}")
-        if self.upscale not in range(1, MAX_UPSCALE + 1):
-            raise ValueError(f"upscale must be an integer from 1 to {MAX_UPSCALE}; got {self.upscale}")
-        if self.chunk_size is not None and self.chunk_size < 1:
-            raise ValueError(f"chunk_size must be at least 1; got {self.chunk_size}")
+        _check_whole("detection_size", self.detection_size, 16, "pixels (or None for the original size)")
+        if isinstance(self.face_selection, str):
+            if self.face_selection not in FACE_SELECTIONS:
+                raise ValueError(
+                    f"face_selection must be one of {FACE_SELECTIONS} or a list of indices; got {self.face_selection!r}"
+                )
+        else:
+            _check_indices(self.face_selection)
+        _check_size("min_face_size", self.min_face_size)
+        _check_size("eye_distance_threshold", self.eye_distance_threshold)
+        if self.max_face_size is not None:
+            _check_size("max_face_size", self.max_face_size)
+            if self.max_face_size < self.min_face_size:
+                raise ValueError(f"max_face_size {self.max_face_size} is below min_face_size {self.min_face_size}")
+        _check_whole("max_faces", self.max_faces, 1, "(or None)")
+        if not _is_whole(self.upscale) or self.upscale not in range(1, MAX_UPSCALE + 1):
+            raise ValueError(f"upscale must be an integer from 1 to {MAX_UPSCALE}; got {self.upscale!r}")
+        _check_whole("chunk_size", self.chunk_size, 1, "(or None to pick by device)")
 
     @property
     def rules(self) -> Flow:
@@ -167,5 +182,29 @@ class RestoreOptions:
 
 
 def _check_unit(name: str, value: float) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must lie in [0, 1]; got {value}")
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1]; got {value!r}")
+
+
+def _is_whole(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_whole(name: str, value: object, minimum: int, rest: str) -> None:
+    """None, or an integer of at least ``minimum``."""
+    if value is not None and (not _is_whole(value) or value < minimum):
+        raise ValueError(f"{name} must be a whole number of at least {minimum} {rest}; got {value!r}")
+
+
+def _check_size(name: str, value: object) -> None:
+    """A finite number of pixels, at least 0."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0 <= value < math.inf:
+        raise ValueError(f"{name} must be a finite number of pixels, at least 0; got {value!r}")
+
+
+def _check_indices(indices: object) -> None:
+    """Face indices: whole numbers from 0, each once (a face listed twice would be pasted twice)."""
+    if not isinstance(indices, Sequence) or not all(_is_whole(index) and index >= 0 for index in indices):
+        raise ValueError(f"face_selection indices must be whole numbers from 0; got {indices!r}")
+    if len(set(indices)) != len(indices):
+        raise ValueError(f"face_selection lists a face twice: {list(indices)}; give each index once")

@@ -450,3 +450,18 @@ def test_small_images_keep_their_size_unless_asked_for_the_official_one(weights_
     official = run(small[None], weights_dir, upscale=2, keep_size=False)
     assert official.images[0].shape == (1024, 1622, 3)
     assert run(small[None], weights_dir, flow="facexlib").images[0].shape == (310, 491, 3)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("min_face_size", float("nan")), ("max_face_size", float("nan")), ("eye_distance_threshold", float("nan")),
+        ("detection_size", float("nan")), ("detection_size", 640.5), ("upscale", 2.0), ("upscale", True),
+        ("max_faces", 1.5), ("chunk_size", 1.5), ("confidence", 0.0), ("confidence", float("nan")),
+        ("fidelity", float("nan")), ("fidelity", "0.5"), ("face_selection", [0, 0]), ("face_selection", [-1]),
+        ("face_selection", [0.5]), ("flow", "gfpgan"), ("min_face_size", -1),
+    ],
+)  # fmt: skip
+def test_option_values_are_refused_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        RestoreOptions(**{field: value})
