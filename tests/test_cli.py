@@ -122,9 +122,9 @@ def test_exported_workflow_validates_and_gives_the_cli_pixels(
     assert np.array_equal(cli_pixels, node_pixels)
 
 
-def test_task_mismatch_is_a_clear_error(inputs, recipe_checkpoint, tmp_path, capsys):
+def test_task_mismatch_is_a_clear_error(detector_args, inputs, recipe_checkpoint, tmp_path, capsys):
     args = [str(inputs), "-o", str(tmp_path / "out"), "--model", str(recipe_checkpoint), "--task", "colorization"]
-    assert main(args) == 2
+    assert main([*args, *detector_args]) == 2
     assert "restoration checkpoint, but task 'colorization'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 

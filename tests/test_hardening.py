@@ -178,6 +178,7 @@ def test_the_report_is_written_when_the_run_is_interrupted(weights_dir, recipe_c
     monkeypatch.setattr(cli, "restore_faces", interrupted)  # Ctrl-C during the second image
     report = tmp_path / "missing" / "folder" / "report.json"
     args = [*map(str, files), "-o", str(tmp_path / "out"), "--model", str(recipe_checkpoint), "--report", str(report)]
+    args += ["--detector", DETECTOR, "--weights-dir", str(weights_dir)]  # the files the run checks for first
     assert cli.main(args) == cli.INTERRUPTED_STATUS
     written = json.loads(report.read_text())
     assert written["interrupted"] is True

@@ -197,7 +197,7 @@ def test_deterministic(photo, weights_dir):
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"fidelity": 1.5}, "fidelity must lie in"),
+        ({"fidelity": 1.5}, "fidelity must be a number in"),
         ({"detector": "yolo"}, "unknown detector"),
         ({"upscale": 8}, "upscale must be"),
         ({"face_selection": "biggest"}, "face_selection"),
