@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -174,10 +175,7 @@ def fetch_weights_or_say_what_is_missing(model: str, options: RestoreOptions, ar
         needed.append((DETECTOR_WEIGHTS[options.detector].file, helpers))
         if options.uses_parse_mask:
             needed.append((PARSENET_WEIGHTS.file, helpers))
-    official_upsampler = args.bg_upsampler in ("realesrgan", REALESRGAN_X2PLUS.name) or (
-        args.face_upsample and args.bg_upsampler is None
-    )
-    if official_upsampler and not Path(args.bg_upsampler or "").is_file():
+    if upsampler_source(args) == REALESRGAN_X2PLUS.name and not Path(REALESRGAN_X2PLUS.name).is_file():
         needed.append((REALESRGAN_X2PLUS, helpers))
     missing = []
     for file, folders in needed:
@@ -197,12 +195,20 @@ def fetch_weights_or_say_what_is_missing(model: str, options: RestoreOptions, ar
     )
 
 
+def upsampler_source(args: argparse.Namespace) -> str | None:
+    """The upsampler file of --bg-upsampler / --face-upsample: the one given, or the official one
+    (``realesrgan``, or faces enlarged without a background upsampler); None without either."""
+    if args.bg_upsampler is None and not args.face_upsample:
+        return None
+    return REALESRGAN_X2PLUS.name if args.bg_upsampler in (None, "realesrgan") else args.bg_upsampler
+
+
 def with_upsampler_files(options: RestoreOptions, args: argparse.Namespace, device: torch.device) -> RestoreOptions:
     """The background and face upsamplers of --bg-upsampler / --face-upsample, loaded once on ``device``."""
-    if args.bg_upsampler is None and not args.face_upsample:
+    source = upsampler_source(args)
+    if source is None:
         return options
-    name = REALESRGAN_X2PLUS.name if args.bg_upsampler in (None, "realesrgan") else args.bg_upsampler
-    upsampler = load_upsampler(name, device, tile=args.bg_tile, weights_dir=args.weights_dir)
+    upsampler = load_upsampler(source, device, tile=args.bg_tile, weights_dir=args.weights_dir)
     return dataclasses.replace(
         options,
         upscaler=upsampler if args.bg_upsampler is not None else None,
@@ -288,13 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     missing = fetch_weights_or_say_what_is_missing(weights, options, args)
     if missing is not None:
         print(f"codeformer-restore: {missing}", file=sys.stderr)
-        report_file = None if args.report in (None, "-") else Path(args.report)
-        try:
-            if report_file is not None:
-                report_file.parent.mkdir(parents=True, exist_ok=True)
+        report_file = report_path(args)
+        if report_file is not False:
             write_report(args.report, report_file, [], 0.0, cut=True, error=missing)
-        except OSError as error:
-            print(f"codeformer-restore: cannot write the report {report_file}: {error}", file=sys.stderr)
         return 2
     try:
         device = torch.device(args.device)
@@ -320,13 +322,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def execute(args: argparse.Namespace, entries: list[dict], work: Callable[[], object]) -> int:
     """Run ``work`` (which fills ``entries``), write the report however it ends and sum up; the exit status."""
-    report_file = None if args.report in (None, "-") else Path(args.report)
-    if report_file is not None:
-        try:
-            report_file.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            print(f"codeformer-restore: cannot write the report {report_file}: {error}", file=sys.stderr)
-            return 2
+    report_file = report_path(args)
+    if report_file is False:
+        return 2
     for stale in remove_stale_partials(args.output):
         print(f"codeformer-restore: removed {stale.name}, left by a run that was killed", file=sys.stderr)
     started = time.perf_counter()
@@ -351,6 +349,20 @@ def execute(args: argparse.Namespace, entries: list[dict], work: Callable[[], ob
     if interrupted:
         return INTERRUPTED_STATUS
     return 1 if failed else 0
+
+
+def report_path(args: argparse.Namespace) -> Path | None | Literal[False]:
+    """The report file (its folder made), None for stdout or no report; False, said on stderr, when the
+    folder cannot be made."""
+    if args.report in (None, "-"):
+        return None
+    report_file = Path(args.report)
+    try:
+        report_file.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        print(f"codeformer-restore: cannot write the report {report_file}: {error}", file=sys.stderr)
+        return False
+    return report_file
 
 
 def write_report(

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import torch
 
+from .auxiliary import search_folders
 from .checkpoint import read_state_dict
-from .downloads import PinnedFile, locate, user_cache_dir
+from .downloads import PinnedFile, locate
 from .errors import UnsupportedModelError
 
 
@@ -40,8 +41,7 @@ def load_upsampler_network(
     per-user cache, fetched when missing)."""
     path = Path(source).expanduser()
     if not path.exists() and str(source) in UPSAMPLER_FILES:
-        folders = ([Path(weights_dir).expanduser()] if weights_dir else []) + [user_cache_dir()]
-        path = locate(UPSAMPLER_FILES[str(source)], folders)
+        path = locate(UPSAMPLER_FILES[str(source)], search_folders(weights_dir))
     return _descriptor(path).to(torch.device(device)).eval()
 
 

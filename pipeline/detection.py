@@ -1,7 +1,7 @@
 """Face detection with facexlib's RetinaFace (CodeFormer's facelib runs the same network).
 
 The detector sees a uint8 copy of the image resized so that its short side is
-``detection_size``, made as the chosen flow makes it (:func:`detection_copy`); boxes and
+``detection_size``, made as the chosen flow makes it (:func:`detect_faces`); boxes and
 landmarks are mapped back to input pixels. facexlib and OpenCV are imported on first use only.
 """
 

@@ -51,13 +51,7 @@ def find_faces(
         scale = working_scale(picture.shape[0], picture.shape[1], flow)
         if scale != 1.0:
             rgb = to_uint8_rgb(enlarged(picture, scale))
-        found = [
-            (d.mapped(partial(to_input_pixels, scale=scale)), d)
-            for d in detect_faces(
-                detector, rgb, options.detection_size, options.detection_confidence, flow.detection_resize
-            )
-            if d.eye_measure(flow.eye_measure) >= options.eye_distance_threshold
-        ]
+        found = [(in_input_pixels(d, scale), d) for d in detect_in_image(detector, rgb, options)]
         if options.regions is not None:
             found = _within_regions(found, options.regions[index], detector, rgb, scale, options)
         found = [pair for pair in found if _inside_selection_mask(pair[0], options.selection_masks, index, picture)]
@@ -67,9 +61,9 @@ def find_faces(
                 f"raise the confidence (now {options.detection_confidence}) or check the detector weights"
             )
         detections = [detection for detection, _ in found]
-        in_working = dict(zip(map(id, detections), (working for _, working in found), strict=True))
         for detection in select_faces(detections, options, picture.shape[0], picture.shape[1]):
-            affine = estimate_alignment(np.array(in_working[id(detection)].landmarks))
+            rank = detections.index(detection)
+            affine = estimate_alignment(np.array(found[rank][1].landmarks))  # aligned where it was found
             if affine is None:
                 continue
             crops.append(crop_face(rgb, affine))
@@ -83,7 +77,7 @@ def find_faces(
                     fidelity=task_fidelity(task, options.fidelity_for(detection.size)),
                     affine=tuple(tuple(float(v) for v in row) for row in affine_in_input_pixels(affine, scale)),
                     grey=grey and task != COLORIZATION,
-                    detection_rank=detections.index(detection),
+                    detection_rank=rank,
                 )
             )
     stacked = np.stack(crops) if crops else np.zeros((0, FACE_SIZE, FACE_SIZE, 3), np.uint8)
@@ -92,9 +86,20 @@ def find_faces(
 
 def detect_in_image(detector: FaceDetector, rgb: np.ndarray, options: RestoreOptions) -> list[Detection]:
     """The faces the detector finds in ``rgb`` (in its pixels) whose eyes pass the flow's threshold."""
-    flow = options.rules
-    found = detect_faces(detector, rgb, options.detection_size, options.detection_confidence, flow.detection_resize)
-    return [d for d in found if d.eye_measure(flow.eye_measure) >= options.eye_distance_threshold]
+    found = detect_faces(
+        detector, rgb, options.detection_size, options.detection_confidence, options.rules.detection_resize
+    )
+    return [d for d in found if _eyes_pass(d, options)]
+
+
+def _eyes_pass(detection: Detection, options: RestoreOptions) -> bool:
+    """The flow's eye-distance rule (side views and tiny faces fail it)."""
+    return detection.eye_measure(options.rules.eye_measure) >= options.eye_distance_threshold
+
+
+def in_input_pixels(detection: Detection, scale: float) -> Detection:
+    """A detection in an image enlarged ``scale`` times, in the input's pixels."""
+    return detection if scale == 1.0 else detection.mapped(partial(to_input_pixels, scale=scale))
 
 
 def select_faces(detections: list[Detection], options: RestoreOptions, height: int, width: int) -> list[Detection]:
@@ -141,8 +146,8 @@ def _within_regions(
         for working in detect_in_region(
             detector, rgb, region, options.detection_size, options.detection_confidence, options.rules.detection_resize
         ):
-            if working.eye_measure(options.rules.eye_measure) >= options.eye_distance_threshold:
-                kept.append((working.mapped(partial(to_input_pixels, scale=scale)), working))
+            if _eyes_pass(working, options):
+                kept.append((in_input_pixels(working, scale), working))
     return kept
 
 

@@ -89,12 +89,18 @@ def to_uint8_rgb(image: torch.Tensor) -> np.ndarray:
 
 
 def enlarged(picture: torch.Tensor, scale: float) -> torch.Tensor:
-    """A small (H, W, C) float image enlarged ``scale`` times as CodeFormer's flow enlarges it: its
-    8-bit levels resized with INTER_LINEAR (sizes rounded from ``scale``), as float levels again."""
+    """A small (H, W, C) float image enlarged ``scale`` times as CodeFormer's flow enlarges it (sizes
+    rounded from ``scale``): see :func:`resized_levels`."""
+    return resized_levels(picture, scale=scale)
+
+
+def resized_levels(picture: torch.Tensor, size: tuple[int, int] | None = None, scale: float = 1.0) -> torch.Tensor:
+    """An (H, W, C) float image's 8-bit levels resized with INTER_LINEAR, as CodeFormer's command resizes
+    the uint8 image it read, to ``size`` (width, height) or by ``scale``; float levels again."""
     import cv2
 
     levels = picture.clamp(0, 1).mul(255).round_().to(torch.uint8).numpy()
-    resized = cv2.resize(levels, (0, 0), fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+    resized = cv2.resize(levels, size or (0, 0), fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
     return torch.from_numpy(resized.reshape(*resized.shape[:2], picture.shape[2])).float().div_(255)
 
 

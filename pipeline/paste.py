@@ -64,12 +64,13 @@ def paste_faces(
         enlarged_background = canvas.clone() if scale != 1.0 and options.keep_size else None
         mask = torch.zeros(canvas.shape[:2])
         borders = []
+        rgb = input_levels(working, [faces[i] for i in paste_order if faces[i].image_index == index], options)
         for face_index in paste_order:
             face = faces[face_index]
             if face.image_index != index:
                 continue
             face = dataclasses.replace(face, affine=affine_in_working_pixels(np.array(face.affine), scale))
-            crop = prepared_face(face, restored[face_index], working, options)
+            crop = prepared_face(face, restored[face_index], rgb, options)
             border = _paste_one(canvas, mask, face, crop, options)
             if border is not None:
                 borders.append(border)
@@ -84,16 +85,22 @@ def paste_faces(
     return RestoreResult(images=images, masks=masks, faces=faces, faces_per_image=counts)
 
 
-def prepared_face(face: FaceInfo, crop: torch.Tensor, image: torch.Tensor, options: RestoreOptions) -> torch.Tensor:
+def input_levels(image: torch.Tensor, faces: list[FaceInfo], options: RestoreOptions) -> np.ndarray | None:
+    """``image``'s uint8 colour, once, where the flow gives some of its (grey) faces the input's colour."""
+    needed = options.rules.grey_faces_take_input_colour and any(face.grey for face in faces)
+    return to_uint8_rgb(image) if needed else None
+
+
+def prepared_face(face: FaceInfo, crop: torch.Tensor, rgb: np.ndarray | None, options: RestoreOptions) -> torch.Tensor:
     """A restored (512, 512, 3) crop as the flow pastes it: rounded to 8-bit levels, a grey image's face
-    given the input crop's colour statistics, enlarged by the face upsampler. ``image`` is the image
-    ``face.affine`` maps (the flow's enlarged one, where it enlarges)."""
+    given the input crop's colour statistics, enlarged by the face upsampler. ``rgb`` is the uint8
+    image ``face.affine`` maps (the flow's enlarged one, where it enlarges), from :func:`input_levels`."""
     flow = options.rules
     crop = crop.float()
     if flow.rounds_restored_faces:
         crop = crop.mul(255).round_().div_(255)
     if face.grey and flow.grey_faces_take_input_colour:
-        crop = grey_like_input(crop, crop_face(to_uint8_rgb(image), np.array(face.affine)))
+        crop = grey_like_input(crop, crop_face(rgb, np.array(face.affine)))
     if options.face_upsampler is not None:
         crop = upsampled_face(crop, options)
     return crop

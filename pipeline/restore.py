@@ -24,7 +24,7 @@ from ..models.cpu_memory import keep_freed_cpu_memory
 from .faces import find_faces
 from .flows import CODEFORMER, Flow
 from .geometry import FACE_SIZE
-from .images import ImageInput, as_image_list, crops_as_float, image_is_grey, luma, to_uint8_rgb
+from .images import ImageInput, as_image_list, crops_as_float, image_is_grey, luma, resized_levels, to_uint8_rgb
 from .inference import ChunkCallback, RestorationNetwork, device_of, run_network
 from .options import RestoreOptions
 from .paste import check_output_size, grey_like_input, paste_faces
@@ -247,8 +247,4 @@ def _aligned_size(picture: torch.Tensor, index: int, flow: Flow) -> torch.Tensor
             f"{picture.shape[1]}x{picture.shape[0]}. Turn has_aligned off to detect faces, or use the codeformer flow, "
             "which resizes aligned faces to 512x512."
         )
-    import cv2
-
-    levels = picture.clamp(0, 1).mul(255).round_().to(torch.uint8).numpy()
-    resized = cv2.resize(levels, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_LINEAR)
-    return torch.from_numpy(resized.reshape(FACE_SIZE, FACE_SIZE, picture.shape[2])).float().div_(255)
+    return resized_levels(picture, size=(FACE_SIZE, FACE_SIZE))

@@ -24,7 +24,7 @@ import torch
 from .images import as_image_list
 from .inference import RestorationNetwork
 from .options import RestoreOptions
-from .paste import face_layer, face_mask, prepared_face
+from .paste import face_layer, face_mask, input_levels, prepared_face
 from .restore import restore_faces
 from .results import FaceInfo
 
@@ -83,17 +83,26 @@ def restore_segs(images: torch.Tensor, segs: tuple, model: RestorationNetwork, o
     crops = [[] for _ in items]
     for index, picture in enumerate(pictures):
         faces = [(i, face) for i, face in enumerate(result.faces) if face.image_index == index]
+        prepared = _prepared_faces(picture, faces, result.restored_crops, options)
         for seg, per_image in zip(items, crops, strict=True):
-            per_image.append(_restored_crop(picture, seg.crop_region, faces, result.restored_crops, options))
+            per_image.append(_restored_crop(picture, seg.crop_region, faces, prepared, options))
     return (
         (height, width),
         [_with_image(seg, torch.stack(per_image)) for seg, per_image in zip(items, crops, strict=True)],
     )
 
 
+def _prepared_faces(
+    picture: torch.Tensor, faces: list[tuple[int, FaceInfo]], restored: torch.Tensor, options: RestoreOptions
+) -> dict[int, torch.Tensor]:
+    """Each face's restored crop as the paste prepares it (``paste.prepared_face``), by its row in ``restored``."""
+    rgb = input_levels(picture, [face for _, face in faces], options)
+    return {index: prepared_face(face, restored[index], rgb, options) for index, face in faces}
+
+
 def _restored_crop(
-    picture: torch.Tensor, crop_region: Sequence[int], faces: list[tuple[int, FaceInfo]], restored: torch.Tensor,
-    options: RestoreOptions,
+    picture: torch.Tensor, crop_region: Sequence[int], faces: list[tuple[int, FaceInfo]],
+    prepared: dict[int, torch.Tensor], options: RestoreOptions,
 ) -> torch.Tensor:  # fmt: skip
     """The crop region of ``picture`` with the restored faces inside it put where they are pasted."""
     x1, y1, x2, y2 = (int(v) for v in crop_region)
@@ -102,7 +111,7 @@ def _restored_crop(
     for index, face in sorted(faces, key=lambda item: item[1].detection_rank):
         if not inside_box(face, box):
             continue
-        layer = face_layer(face, prepared_face(face, restored[index], picture, options), tuple(picture.shape), options)
+        layer = face_layer(face, prepared[index], tuple(picture.shape), options)
         if layer is None:
             continue
         region = layer.region

@@ -19,7 +19,6 @@ import dataclasses
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -28,9 +27,9 @@ import torch
 from ..codeformer_arch import Encoded
 from ..models.cpu_memory import keep_freed_cpu_memory
 from .detection import Detection, FaceDetector, load_detector
-from .faces import detect_in_image, select_faces
+from .faces import detect_in_image, in_input_pixels, select_faces
 from .flows import working_scale
-from .geometry import FACE_SIZE, affine_in_input_pixels, crop_face, estimate_alignment, to_input_pixels
+from .geometry import FACE_SIZE, affine_in_input_pixels, crop_face, estimate_alignment
 from .images import as_image_list, enlarged, image_is_grey, normalise, to_uint8_rgb
 from .inference import RestorationNetwork, as_restored_crops, auto_chunk_size, device_of, dtype_of, run_network
 from .options import RestoreOptions
@@ -238,7 +237,7 @@ class _Stream:
             if affine is None:
                 continue
             crops.append(crop_face(frame.rgb, affine))
-            placed_face = detection.mapped(partial(to_input_pixels, scale=frame.scale))
+            placed_face = in_input_pixels(detection, frame.scale)
             frame.faces.append(
                 FaceInfo(
                     image_index=0,

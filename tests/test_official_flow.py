@@ -114,6 +114,8 @@ def one_face() -> np.ndarray:
 CASES = {
     "plain_upscale_1": (lambda: read_rgb("group_four.png"), None, {"upscale": 1}, {"upscale": 1}),
     "small_image": (lambda: read_rgb("group_small.jpg"), None, {"upscale": 1}, {"upscale": 1}),
+    # faces whose crops reach past the image's edges (grey border fill), in an image the flow enlarges
+    "past_the_border": (lambda: read_rgb("group_four.png")[20:300, 140:1050], None, {"upscale": 1}, {"upscale": 1}),
     # eight faces whose squares overlap, pasted in the detector's order (and enlarged: 680x460)
     "crowd": (crowd_rgb, None, {"upscale": 1}, {"upscale": 1}),
     "upscale_2": (lambda: read_rgb("group_small.jpg"), None, {"upscale": 2}, {"upscale": 2}),
