@@ -33,8 +33,8 @@ from bench_network import REFERENCE, device_name, face_psnr, table, write_input,
 from safetensors.torch import load_file
 
 from codeformer_nodes import load_codeformer
-from codeformer_nodes.cli.export import export_onnx, onnx_session, run_onnx
 from codeformer_nodes.models import choose_precision
+from codeformer_nodes.models.onnx_export import export_onnx, onnx_session, run_onnx
 
 FIDELITY = 0.5
 

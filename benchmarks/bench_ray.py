@@ -6,7 +6,7 @@ with the real MobileNet-0.25 detector and a stand-in network (inverts each face:
 the pipeline's and Ray's costs from CodeFormer's) in four ways, ``--repeats`` times in turn
 (the best of each is kept; the machine may be shared):
 
-- local: ``cli.restore.run`` in this process, at ``torch.get_num_threads()`` threads
+- local: ``batch.runner.run`` in this process, at ``torch.get_num_threads()`` threads
   (the CLI's path after it has loaded the model);
 - ray 1: ``restore_with_ray`` with one worker holding all CPUs (as many torch threads);
 - ray 2: two workers of half the CPUs each;
@@ -78,7 +78,7 @@ class Clock:
     """When each image's result reached the driver (``Progress.step``, which both paths call)."""
 
     def __init__(self) -> None:
-        from codeformer_nodes.cli import restore
+        from codeformer_nodes.batch import runner as restore
 
         self.times: list[float] = []
         original = restore.Progress.step
@@ -106,8 +106,8 @@ def measure(name: str, clock: Clock, work) -> dict:
 
 
 def local(folder: Path, out: Path, network, options, threads: int) -> list[dict]:
-    from codeformer_nodes.cli.imageio import WriteSettings
-    from codeformer_nodes.cli.restore import expand_inputs, run
+    from codeformer_nodes.batch.imageio import WriteSettings
+    from codeformer_nodes.batch.naming import expand_inputs, run
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -119,7 +119,7 @@ def local(folder: Path, out: Path, network, options, threads: int) -> list[dict]
 
 
 def on_ray(folder: Path, out: Path, spec, options, workers: int, cpus: float) -> list[dict]:
-    from codeformer_nodes.cli.ray_restore import restore_with_ray
+    from codeformer_nodes.batch.ray_driver import restore_with_ray
 
     return restore_with_ray([str(folder)], out, options, spec, workers=workers, cpus_per_worker=cpus)
 
@@ -155,7 +155,7 @@ def main() -> None:
     import ray
 
     from codeformer_nodes import RestoreOptions
-    from codeformer_nodes.cli.ray_restore import ModelSpec
+    from codeformer_nodes.batch.ray_worker import ModelSpec
 
     cpus = torch.get_num_threads()
     work = Path(tempfile.mkdtemp(prefix="bench-ray-"))

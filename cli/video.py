@@ -1,124 +1,14 @@
-"""Video files in and out through PyAV: frames streamed, fps and audio kept.
-
-Frames are decoded one at a time, go through :func:`restore_video` (which holds only a few
-frames ahead) and are encoded as they come out, so memory does not grow with the clip's
-length. The video is re-encoded (H.264 in MP4 and MKV, VP9 in WebM) at the source's frame
-rate; audio streams are copied as they are. The output is written to a temporary file
-beside the destination and renamed into place when complete.
-"""
+"""The command line's options for video inputs (``codeformer-restore clip.mp4 ...``)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+import argparse
 
-import numpy as np
-import torch
-
-from ..pipeline.inference import RestorationNetwork
-from ..pipeline.options import RestoreOptions
-from ..pipeline.video import VideoOptions, restore_video
-from .imageio import PARTIAL_SUFFIX
-
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
-# Output video codec per container; quality as the constant rate factor (lower is better).
-CODECS = {".webm": "libvpx-vp9"}
-DEFAULT_CODEC = "libx264"
-CRF = "18"
+from ..batch.videofiles import VIDEO_SUFFIXES
+from ..pipeline.video import VideoOptions
 
 
-@dataclass(frozen=True)
-class VideoReport:
-    """What a clip went through: frames in and out, faces restored, tracks seen."""
-
-    frames: int
-    faces: int
-    tracks: int
-    fps: float
-
-
-def restore_video_file(
-    source: Path, destination: Path, model: RestorationNetwork, options: RestoreOptions, video: VideoOptions,
-    on_frame: Callable[[int], None] | None = None,
-) -> VideoReport:  # fmt: skip
-    """Restore the faces of ``source`` into ``destination`` (same container kind), keeping fps and audio."""
-    import av
-
-    try:
-        container = av.open(str(source))
-    except (av.error.FFmpegError, OSError) as error:
-        raise ValueError(f"{source} could not be opened as a video ({error})") from error
-    with container:
-        if not container.streams.video:
-            raise ValueError(f"{source} holds no video stream")
-        stream = container.streams.video[0]
-        fps = stream.average_rate or stream.guessed_rate or 25
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(
-            dir=destination.parent, prefix=f".{destination.name}.{os.getpid()}.", suffix=PARTIAL_SUFFIX
-        )
-        os.close(handle)
-        try:
-            report = _write(
-                container, stream, fps, Path(temporary), destination.suffix, model, options, video, on_frame
-            )
-            os.replace(temporary, destination)
-        finally:
-            Path(temporary).unlink(missing_ok=True)
-    return report
-
-
-def _write(container, stream, fps, path: Path, suffix: str, model, options, video, on_frame) -> VideoReport:  # noqa: ANN001 (PyAV objects)
-    import av
-
-    frames = faces = 0
-    tracks: set[int] = set()
-    with av.open(str(path), "w", format=_format(suffix)) as output:
-        encoder = output.add_stream(CODECS.get(suffix.lower(), DEFAULT_CODEC), rate=fps)
-        encoder.width, encoder.height = stream.codec_context.width, stream.codec_context.height
-        encoder.pix_fmt = "yuv420p"
-        encoder.options = {"crf": CRF}
-        audio = {a.index: output.add_stream_from_template(a) for a in container.streams.audio}
-        for result in restore_video(_decoded(container, stream), model, options, video):
-            pixels = (result.images[0][..., :3].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(_rgb(pixels)), format="rgb24")
-            frame.pts = frames
-            for packet in encoder.encode(frame):
-                output.mux(packet)
-            frames += 1
-            faces += len(result.faces)
-            tracks |= {face.track_id for face in result.faces}
-            if on_frame is not None:
-                on_frame(frames)
-        for packet in encoder.encode():
-            output.mux(packet)
-        if audio:
-            container.seek(0)
-            for packet in container.demux(*container.streams.audio):
-                if packet.dts is None:
-                    continue
-                packet.stream = audio[packet.stream.index]
-                output.mux(packet)
-    return VideoReport(frames=frames, faces=faces, tracks=len(tracks), fps=float(fps))
-
-
-def _decoded(container, stream) -> Iterator[np.ndarray]:  # noqa: ANN001 (PyAV objects)
-    for frame in container.decode(stream):
-        yield frame.to_ndarray(format="rgb24")
-
-
-def _rgb(pixels: np.ndarray) -> np.ndarray:
-    return np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels
-
-
-def _format(suffix: str) -> str | None:
-    return {".mkv": "matroska", ".webm": "webm", ".mov": "mov", ".mp4": "mp4", ".avi": "avi"}.get(suffix.lower())
-
-
-def add_arguments(parser) -> None:  # noqa: ANN001 (argparse.ArgumentParser)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The command line's options for video inputs."""
     group = parser.add_argument_group("video inputs (" + ", ".join(VIDEO_SUFFIXES) + ")")
     defaults = VideoOptions()
@@ -132,19 +22,9 @@ def add_arguments(parser) -> None:  # noqa: ANN001 (argparse.ArgumentParser)
     group.add_argument("--causal", action="store_true", help="no look-ahead (smoothing lags on steady motion)")
 
 
-def video_options_from(args) -> VideoOptions:  # noqa: ANN001 (argparse.Namespace)
+def video_options_from(args: argparse.Namespace) -> VideoOptions:
     tracks = tuple(args.face_indices) if args.face_indices else None
     return VideoOptions(
         landmark_window=args.landmark_window, code_window=args.code_window, code_margin=args.code_margin,
         max_gap=args.max_gap, causal=args.causal, tracks=tracks,
     )  # fmt: skip
-
-
-def video_destination(source: Path, folder: Path, taken: set[Path]) -> Path:
-    """Where a restored clip goes: its own name and kind, never onto an input or another output."""
-    candidate, number = folder / source.name, 0
-    while candidate.resolve() in taken:
-        number += 1
-        candidate = folder / f"{source.stem}_restored{'' if number == 1 else f'_{number}'}{source.suffix}"
-    taken.add(candidate.resolve())
-    return candidate

@@ -74,6 +74,16 @@ class Recognised:
     task: str
 
 
+def checked_task(checkpoint_task: str, source: object, asked: str | None) -> str:
+    """The task a run asked for (None: the checkpoint's), which must be the one ``source`` was trained for."""
+    if asked is not None and asked != checkpoint_task:
+        raise ValueError(
+            f"{source} holds a CodeFormer {checkpoint_task} checkpoint, but task {asked!r} was asked for; load "
+            f"the {asked} checkpoint or drop the task setting"
+        )
+    return checkpoint_task
+
+
 def read_state_dict(path: Path) -> StateDict:
     """Load the tensors of a weights file, unwrapped to a flat CodeFormer-style state dict."""
     check_weights_file(path)

@@ -10,12 +10,13 @@ import torch
 
 from ..models import PRECISION_HELP, PRECISIONS
 from ..pipeline import FidelityRamp, paste_faces, restore_faces, sweep_fidelity
-from ..pipeline.flows import DEFAULT_FLOW
 from ..pipeline.geometry import FACE_SIZE
 from ..pipeline.options import FACE_SELECTIONS, MAX_UPSCALE
 from . import host, segs, video
 from .sockets import (
     CATEGORY,
+    DEFAULT_RAMP,
+    DEFAULTS,
     DETECTION_WIDGETS,
     FLOW_WIDGETS,
     DetectedFaces,
@@ -66,13 +67,13 @@ class CodeFormerFidelity:
         size = {"min": 0, "max": 8192, "step": 1}
         return {
             "required": {
-                "w": ("FLOAT", {"default": 0.5, **unit}),
-                "visibility": ("FLOAT", {"default": 1.0, **unit}),
+                "w": ("FLOAT", {"default": DEFAULTS.fidelity, **unit}),
+                "visibility": ("FLOAT", {"default": DEFAULTS.visibility, **unit}),
                 "size_ramp": ("BOOLEAN", {"default": False}),
-                "small_face_w": ("FLOAT", {"default": 0.3, **unit}),
-                "large_face_w": ("FLOAT", {"default": 0.7, **unit}),
-                "small_face_size": ("INT", {"default": 64, **size}),
-                "large_face_size": ("INT", {"default": 256, **size}),
+                "small_face_w": ("FLOAT", {"default": DEFAULT_RAMP.small_w, **unit}),
+                "large_face_w": ("FLOAT", {"default": DEFAULT_RAMP.large_w, **unit}),
+                "small_face_size": ("INT", {"default": int(DEFAULT_RAMP.small_size), **size}),
+                "large_face_size": ("INT", {"default": int(DEFAULT_RAMP.large_size), **size}),
                 "sweep": ("STRING", {"default": "", "tooltip": "comma-separated w values, e.g. 0, 0.5, 1"}),
             }
         }
@@ -118,24 +119,25 @@ class CodeFormerRestoreFaces:
                 "image": ("IMAGE",),
                 "codeformer_model": ("CODEFORMER_MODEL",),
                 **DETECTION_WIDGETS,
-                "face_selection": (list(FACE_SELECTION_CHOICES), {"default": "all"}),
+                "face_selection": (list(FACE_SELECTION_CHOICES), {"default": DEFAULTS.face_selection}),
                 "face_indices": ("STRING", {"default": "", "tooltip": "with 'indices': e.g. 0,2 (left to right)"}),
                 "min_face_size": ("INT", {"default": 0, "min": 0, "max": 8192}),
                 "max_face_size": ("INT", {"default": 0, "min": 0, "max": 8192, "tooltip": "0 for no limit"}),
-                "has_aligned": ("BOOLEAN", {"default": False}),
-                "upscale": ("INT", {"default": 1, "min": 1, "max": MAX_UPSCALE}),
-                "parse_mask": ("BOOLEAN", {"default": True,
+                "has_aligned": ("BOOLEAN", {"default": DEFAULTS.has_aligned}),
+                "upscale": ("INT", {"default": DEFAULTS.upscale, "min": 1, "max": MAX_UPSCALE}),
+                "parse_mask": ("BOOLEAN", {"default": DEFAULTS.uses_parse_mask,
                                            "tooltip": "paste through a ParseNet face mask (as CodeFormer does)"}),
                 "chunk_size": ("INT", {"default": 0, "min": 0, "max": 64,
                                        "tooltip": "faces per network forward; 0 picks by device (1 on a CPU)"}),
             },
             "optional": {
                 **FLOW_WIDGETS,
-                "keep_size": ("BOOLEAN", {"default": True,
+                "keep_size": ("BOOLEAN", {"default": DEFAULTS.keep_size,
                                           "tooltip": "small images (short side under 512), which CodeFormer's flow "
                                                      "enlarges, come back at their own size times upscale; off: the "
                                                      "official size"}),
-                "draw_box": ("BOOLEAN", {"default": False, "tooltip": "a green border around each restored face"}),
+                "draw_box": ("BOOLEAN", {"default": DEFAULTS.draw_box,
+                                         "tooltip": "a green border around each restored face"}),
                 "face_upsample": ("BOOLEAN", {"default": False,
                                               "tooltip": "enlarge the restored faces with upscale_model too (the "
                                                          "official --face_upsample); needs upscale_model"}),
@@ -164,9 +166,9 @@ class CodeFormerRestoreFaces:
         upscale: int,
         parse_mask: bool,
         chunk_size: int,
-        flow: str = DEFAULT_FLOW,
-        keep_size: bool = True,
-        draw_box: bool = False,
+        flow: str = DEFAULTS.flow,
+        keep_size: bool = DEFAULTS.keep_size,
+        draw_box: bool = DEFAULTS.draw_box,
         face_upsample: bool = False,
         fidelity: FidelityControl | None = None,
         upscale_model: object | None = None,
@@ -175,7 +177,7 @@ class CodeFormerRestoreFaces:
         bounding_box: dict | None = None,
         bounding_boxes: list | None = None,
     ) -> tuple:
-        control = fidelity or FidelityControl(fidelity=w, visibility=1.0)
+        control = fidelity or FidelityControl(fidelity=w)
         if face_upsample and upscale_model is None:
             raise ValueError("face_upsample enlarges faces with upscale_model: connect a Load Upscale Model node")
         upscaler = host.upscale_model_callable(upscale_model) if upscale_model is not None else None

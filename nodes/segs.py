@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import torch
 
-from ..pipeline.flows import DEFAULT_FLOW
 from ..pipeline.segs import faces_to_segs, restore_segs
 from . import host
-from .sockets import CATEGORY, DETECTION_WIDGETS, FLOW_WIDGETS, DetectedFaces, FidelityControl, detection_options
+from .sockets import (
+    CATEGORY,
+    DEFAULTS,
+    DETECTION_WIDGETS,
+    FLOW_WIDGETS,
+    DetectedFaces,
+    FidelityControl,
+    detection_options,
+)
 
 
 class CodeFormerFacesToSEGS:
@@ -55,9 +62,9 @@ class CodeFormerRestoreSEGS:
 
     def restore(
         self, image: torch.Tensor, segs: tuple, codeformer_model: host.CodeFormerModel, w: float, detector: str,
-        detection_size: int, confidence: float, flow: str = DEFAULT_FLOW, fidelity: FidelityControl | None = None,
+        detection_size: int, confidence: float, flow: str = DEFAULTS.flow, fidelity: FidelityControl | None = None,
     ) -> tuple:  # fmt: skip
-        control = fidelity or FidelityControl(fidelity=w, visibility=1.0)
+        control = fidelity or FidelityControl(fidelity=w)
         options = detection_options(
             control, detector, detection_size, confidence, host.helper_weights_folder(), flow=flow
         )

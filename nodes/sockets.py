@@ -8,24 +8,27 @@ from pathlib import Path
 import torch
 
 from ..pipeline import FaceInfo, FidelityRamp, RestoreOptions
-from ..pipeline.detection import DEFAULT_DETECTION_SIZE, DEFAULT_DETECTOR, DETECTORS
-from ..pipeline.flows import DEFAULT_FLOW, FLOW_NAMES, FLOWS
+from ..pipeline.detection import DETECTORS
+from ..pipeline.flows import FLOW_NAMES
 from ..pipeline.geometry import FACE_SIZE
 from ..pipeline.options import MIN_CONFIDENCE
 
 CATEGORY = "image/restoration/CodeFormer"
+# The library's defaults, which every widget starts from.
+DEFAULTS = RestoreOptions()
+DEFAULT_RAMP = FidelityRamp.default()
 # The detection widgets every restoring node has.
 DETECTION_WIDGETS = {
-    "w": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01}),
-    "detector": (list(DETECTORS), {"default": DEFAULT_DETECTOR}),
-    "detection_size": ("INT", {"default": DEFAULT_DETECTION_SIZE, "min": 0, "max": 4096, "step": 16,
+    "w": ("FLOAT", {"default": DEFAULTS.fidelity, "min": 0.0, "max": 1.0, "step": 0.01}),
+    "detector": (list(DETECTORS), {"default": DEFAULTS.detector}),
+    "detection_size": ("INT", {"default": DEFAULTS.detection_size, "min": 0, "max": 4096, "step": 16,
                                "tooltip": "short side the detector sees; 0 for the original size"}),
-    "confidence": ("FLOAT", {"default": FLOWS[DEFAULT_FLOW].confidence, "min": MIN_CONFIDENCE, "max": 1.0, "step": 0.01,
+    "confidence": ("FLOAT", {"default": DEFAULTS.detection_confidence, "min": MIN_CONFIDENCE, "max": 1.0, "step": 0.01,
                              "tooltip": "minimum detector score: CodeFormer's own flow uses 0.8, facexlib's 0.97"}),
 }  # fmt: skip
 # Optional widgets, so that workflows saved before they existed still load (with the defaults).
 FLOW_WIDGETS = {
-    "flow": (list(FLOW_NAMES), {"default": DEFAULT_FLOW,
+    "flow": (list(FLOW_NAMES), {"default": DEFAULTS.flow,
                                 "tooltip": "codeformer: as CodeFormer's own command and demo (and facerestore_cf); "
                                            "facexlib: as GFPGAN and AUTOMATIC1111"}),
 }  # fmt: skip
@@ -36,7 +39,7 @@ class FidelityControl:
     """The CODEFORMER_FIDELITY socket."""
 
     fidelity: float | FidelityRamp
-    visibility: float
+    visibility: float = DEFAULTS.visibility
     sweep: tuple[float, ...] = ()
 
 

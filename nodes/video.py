@@ -6,11 +6,11 @@ import json
 
 import torch
 
-from ..pipeline.flows import DEFAULT_FLOW
 from ..pipeline.video import VideoOptions, restore_video
 from . import host
 from .sockets import (
     CATEGORY,
+    DEFAULTS,
     DETECTION_WIDGETS,
     FLOW_WIDGETS,
     FidelityControl,
@@ -55,9 +55,9 @@ class CodeFormerRestoreVideo:
     def restore(
         self, frames: torch.Tensor, codeformer_model: host.CodeFormerModel, w: float, detector: str,
         detection_size: int, confidence: float, landmark_window: int, code_window: int, max_gap: int, tracks: str,
-        flow: str = DEFAULT_FLOW, fidelity: FidelityControl | None = None,
+        flow: str = DEFAULTS.flow, fidelity: FidelityControl | None = None,
     ) -> tuple:  # fmt: skip
-        control = fidelity or FidelityControl(fidelity=w, visibility=1.0)
+        control = fidelity or FidelityControl(fidelity=w)
         options = detection_options(
             control, detector, detection_size, confidence, host.helper_weights_folder(), flow=flow
         )

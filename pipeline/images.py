@@ -76,7 +76,7 @@ def _describe(value: object) -> str:
     """A value's type, with the fix for the mistakes callers make most."""
     name = type(value).__name__
     if isinstance(value, (str, bytes)) or hasattr(value, "__fspath__"):
-        return f"a path ({name}); read the file first, e.g. codeformer_nodes.cli.imageio.read_image(path).pixels"
+        return f"a path ({name}); read the file first, e.g. codeformer_nodes.batch.imageio.read_image(path).pixels"
     if hasattr(value, "getbands"):
         return f"a PIL image ({name}); convert it first, e.g. numpy.asarray(image)"
     return name

@@ -21,6 +21,9 @@ MAX_UPSCALE = 4
 # Largest output the pipeline will allocate, in pixels per image (about 3 GiB as float32 RGB).
 MAX_OUTPUT_PIXELS = 1 << 28
 
+# The official command's w (``--fidelity_weight``), the default of every front end.
+DEFAULT_FIDELITY = 0.5
+
 # Takes a (1, H, W, 3) float image in [0, 1] and returns it enlarged, same layout.
 Upscaler = Callable[[torch.Tensor], torch.Tensor]
 
@@ -44,6 +47,11 @@ class FidelityRamp:
                 f"fidelity ramp sizes must satisfy 0 <= small_size < large_size; got {self.small_size}, "
                 f"{self.large_size}"
             )
+
+    @classmethod
+    def default(cls) -> FidelityRamp:
+        """The ramp the front ends offer first: w 0.3 for faces up to 64 px, rising to 0.7 at 256 px."""
+        return cls(small_w=0.3, large_w=0.7, small_size=64, large_size=256)
 
     def at(self, face_size: float) -> float:
         t = min(max((face_size - self.small_size) / (self.large_size - self.small_size), 0.0), 1.0)
@@ -105,7 +113,7 @@ class RestoreOptions:
     flow: str = DEFAULT_FLOW
     task: str | None = None
     inpaint_masks: torch.Tensor | None = None
-    fidelity: float | FidelityRamp = 0.5
+    fidelity: float | FidelityRamp = DEFAULT_FIDELITY
     adain: bool = True
     visibility: float = 1.0
     detector: str | FaceDetector = DEFAULT_DETECTOR

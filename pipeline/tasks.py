@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..models import ModelDescription
-from ..models.checkpoint import COLORIZATION, INPAINTING, RESTORATION
+from ..models.checkpoint import COLORIZATION, INPAINTING, RESTORATION, checked_task
 from .geometry import FACE_SIZE
 from .images import normalise
 from .options import RestoreOptions
@@ -33,13 +33,9 @@ class DescribedNetwork(Protocol):
 def resolve_task(model: object, options: RestoreOptions) -> str:
     """The task to run: the one asked for, which must match the checkpoint's when it is known."""
     description = model.description if isinstance(model, DescribedNetwork) else None
-    checkpoint_task = description.task if description is not None else None
-    if options.task and checkpoint_task and options.task != checkpoint_task:
-        raise ValueError(
-            f"{description.source} holds a CodeFormer {checkpoint_task} checkpoint, but task {options.task!r} "
-            f"was asked for; load the {options.task} checkpoint or drop the task setting"
-        )
-    return options.task or checkpoint_task or RESTORATION
+    if description is not None:
+        return checked_task(description.task, description.source, options.task)
+    return options.task or RESTORATION
 
 
 def task_fidelity(task: str | None, fidelity: float) -> float:
@@ -50,6 +46,11 @@ def task_fidelity(task: str | None, fidelity: float) -> float:
 def task_adain(task: str | None, adain: bool) -> bool:
     """Whether a task uses AdaIN: colorization yes, inpainting no, restoration as asked."""
     return TASK_CALLS[task][1] if task in TASK_CALLS else adain
+
+
+def network_adain(model: object, options: RestoreOptions) -> bool:
+    """Whether ``model`` runs with AdaIN under ``options`` (what an exported network must bake in)."""
+    return task_adain(resolve_task(model, options), options.adain)
 
 
 def with_colour(picture: torch.Tensor) -> torch.Tensor:

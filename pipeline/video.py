@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..codeformer_arch import Encoded
+from ..models.checkpoint import COLORIZATION
 from ..models.cpu_memory import keep_freed_cpu_memory
 from .detection import Detection, FaceDetector, load_detector
 from .faces import detect_in_image, in_input_pixels, select_faces
@@ -247,7 +248,7 @@ class _Stream:
                     face_size=placed_face.size,
                     fidelity=task_fidelity(self.options.task, self.options.fidelity_for(placed_face.size)),
                     affine=tuple(tuple(float(v) for v in row) for row in affine_in_input_pixels(affine, frame.scale)),
-                    grey=frame.grey and self.options.task != "colorization",
+                    grey=frame.grey and self.options.task != COLORIZATION,
                     detection_rank=ranks.get(tid, len(ranks) + tid),
                     track_id=tid,
                 )

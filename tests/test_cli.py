@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image, PngImagePlugin
 
-from codeformer_nodes.cli.imageio import read_image
+from codeformer_nodes.batch.imageio import read_image
 from codeformer_nodes.cli.restore import main
 
 from .conftest import TESTDATA
@@ -130,8 +130,8 @@ def test_task_mismatch_is_a_clear_error(detector_args, inputs, recipe_checkpoint
 
 
 def test_outputs_never_collide_with_inputs_or_each_other(tmp_path):
-    from codeformer_nodes.cli.imageio import WriteSettings
-    from codeformer_nodes.cli.restore import output_path
+    from codeformer_nodes.batch.imageio import WriteSettings
+    from codeformer_nodes.batch.naming import output_path
 
     first, second = tmp_path / "a" / "x.png", tmp_path / "b" / "x.png"
     restored_before = tmp_path / "a" / "x_restored.png"
@@ -169,8 +169,8 @@ class RecordingNetwork(torch.nn.Module):
 
 def test_faces_of_several_images_share_a_chunk_and_a_bad_image_fails_alone(inputs, tmp_path, helper_weights):
     from codeformer_nodes import RestoreOptions
-    from codeformer_nodes.cli.imageio import WriteSettings
-    from codeformer_nodes.cli.restore import run
+    from codeformer_nodes.batch.imageio import WriteSettings
+    from codeformer_nodes.batch.runner import run
 
     network = RecordingNetwork()
     files = [inputs / "four.png", inputs / "small.jpg"]

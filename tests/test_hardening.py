@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from codeformer_nodes import RestoreOptions, restore_faces
-from codeformer_nodes.cli.imageio import WriteSettings, read_image
-from codeformer_nodes.cli.restore import run
+from codeformer_nodes.batch.imageio import WriteSettings, read_image
+from codeformer_nodes.batch.runner import run
 from codeformer_nodes.models import CodeFormerWeightsError, load_codeformer
 from codeformer_nodes.pipeline.detection import load_detector
 
@@ -117,7 +117,7 @@ def write_inputs(folder: Path) -> list[Path]:
 
 
 def test_output_folder_equal_to_input_folder_never_grows(weights_dir, tmp_path):
-    from codeformer_nodes.cli.restore import expand_inputs
+    from codeformer_nodes.batch.naming import expand_inputs
 
     folder = tmp_path / "photos"
     write_inputs(folder)
@@ -133,7 +133,7 @@ def test_output_folder_equal_to_input_folder_never_grows(weights_dir, tmp_path):
 
 
 def test_an_image_another_run_is_restoring_is_left_to_it(weights_dir, tmp_path):
-    from codeformer_nodes.cli.claims import claim_path
+    from codeformer_nodes.batch.claims import claim_path
 
     files = write_inputs(tmp_path / "in")
     out = tmp_path / "out"
@@ -151,7 +151,7 @@ def test_an_image_another_run_is_restoring_is_left_to_it(weights_dir, tmp_path):
 
 
 def test_killed_runs_leave_no_partial_files_behind_the_next_run(weights_dir, tmp_path):
-    from codeformer_nodes.cli.imageio import remove_stale_partials
+    from codeformer_nodes.models.files import remove_stale_partials
 
     out = tmp_path / "out"
     out.mkdir()
@@ -164,6 +164,8 @@ def test_killed_runs_leave_no_partial_files_behind_the_next_run(weights_dir, tmp
 
 
 def test_the_report_is_written_when_the_run_is_interrupted(weights_dir, recipe_checkpoint, tmp_path, monkeypatch):
+    from codeformer_nodes.batch import runner
+    from codeformer_nodes.batch.report import INTERRUPTED_STATUS
     from codeformer_nodes.cli import restore as cli
 
     files = write_inputs(tmp_path / "in")
@@ -175,11 +177,11 @@ def test_the_report_is_written_when_the_run_is_interrupted(weights_dir, recipe_c
             raise KeyboardInterrupt
         return restore_faces(images, InvertingNetwork(), RestoreOptions(detector=DETECTOR, weights_dir=weights_dir))
 
-    monkeypatch.setattr(cli, "restore_faces", interrupted)  # Ctrl-C during the second image
+    monkeypatch.setattr(runner, "restore_faces", interrupted)  # Ctrl-C during the second image
     report = tmp_path / "missing" / "folder" / "report.json"
     args = [*map(str, files), "-o", str(tmp_path / "out"), "--model", str(recipe_checkpoint), "--report", str(report)]
     args += ["--detector", DETECTOR, "--weights-dir", str(weights_dir)]  # the files the run checks for first
-    assert cli.main(args) == cli.INTERRUPTED_STATUS
+    assert cli.main(args) == INTERRUPTED_STATUS
     written = json.loads(report.read_text())
     assert written["interrupted"] is True
     assert len(written["images"][0]["faces"]) == 4 and "faces" not in written["images"][1]

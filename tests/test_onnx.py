@@ -11,13 +11,13 @@ import onnx
 import pytest
 import torch
 
-from codeformer_nodes.cli.export import (
+from codeformer_nodes.cli.export import main
+from codeformer_nodes.models.onnx_export import (
     INPUT_NAME,
     LOGITS_NAME,
     OUTPUT_NAME,
     WEIGHT_NAME,
     compare_with_torch,
-    main,
     onnx_session,
 )
 
@@ -96,8 +96,8 @@ def test_cli_onnxruntime_backend_takes_the_cached_model_and_gives_the_torch_pixe
     and restores as torch does, within a level."""
     from PIL import Image
 
-    from codeformer_nodes.cli.onnx_backend import OnnxRuntimeNetwork
     from codeformer_nodes.cli.restore import main as restore
+    from codeformer_nodes.models.onnx_network import OnnxRuntimeNetwork
 
     calls = []
     forward = OnnxRuntimeNetwork.forward

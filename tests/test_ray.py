@@ -24,8 +24,10 @@ import torch
 from PIL import Image, PngImagePlugin
 
 from codeformer_nodes import RestoreOptions
-from codeformer_nodes.cli.imageio import WriteSettings, read_image
-from codeformer_nodes.cli.restore import expand_inputs, main, run
+from codeformer_nodes.batch.imageio import WriteSettings, read_image
+from codeformer_nodes.batch.naming import expand_inputs
+from codeformer_nodes.batch.runner import run
+from codeformer_nodes.cli.restore import main
 
 from .conftest import TESTDATA
 
@@ -108,7 +110,8 @@ def options(**changes) -> RestoreOptions:
 
 
 def restore(inputs, output, chosen: RestoreOptions, network=InvertingNetwork, **kwargs) -> list[dict]:
-    from codeformer_nodes.cli.ray_restore import ModelSpec, restore_with_ray
+    from codeformer_nodes.batch.ray_driver import restore_with_ray
+    from codeformer_nodes.batch.ray_worker import ModelSpec
 
     return restore_with_ray(inputs, output, chosen, ModelSpec(factory=network), **kwargs)
 
@@ -262,7 +265,7 @@ def test_remote_files_read_and_upload_as_local_ones(photos, tmp_path):
     pytest.importorskip("pyarrow")
     from pyarrow.fs import _MockFileSystem
 
-    from codeformer_nodes.cli.ray_files import RemoteImage, upload
+    from codeformer_nodes.batch.ray_files import RemoteImage, upload
 
     fs = _MockFileSystem()
     fs.create_dir("bucket/in")
@@ -282,7 +285,7 @@ def test_remote_files_read_and_upload_as_local_ones(photos, tmp_path):
 
 
 def test_plan_names_outputs_as_the_local_cli(tmp_path):
-    from codeformer_nodes.cli.ray_files import plan, uri_of_path
+    from codeformer_nodes.batch.ray_files import plan, uri_of_path
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -302,7 +305,7 @@ def test_the_pack_and_the_cli_import_no_ray_without_ray_flag():
     code = (
         "import sys, codeformer_nodes\n"
         "from codeformer_nodes.cli.restore import build_parser\n"
-        "from codeformer_nodes.cli import ray_restore\n"
+        "from codeformer_nodes.batch import ray_driver\n"
         "build_parser().parse_args(['x', '-o', 'y'])\n"
         "print(','.join(m for m in ('ray', 'pyarrow', 'pandas') if m in sys.modules))\n"
     )

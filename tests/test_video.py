@@ -176,8 +176,8 @@ def write_clip(path, frames: list[np.ndarray], fps: int = 25, audio_seconds: flo
 def test_a_video_file_keeps_its_frames_fps_and_audio(options, tmp_path):
     import av
 
-    from codeformer_nodes.cli.imageio import WriteSettings
-    from codeformer_nodes.cli.restore import run
+    from codeformer_nodes.batch.imageio import WriteSettings
+    from codeformer_nodes.batch.runner import run
 
     four = photo("group_four.png")[:640, :1200]
     clip = tmp_path / "in" / "clip.mp4"

@@ -1,4 +1,4 @@
-"""``codeformer-restore --ray``: restore a whole bucket of images on a Ray cluster.
+"""A folder run on a Ray cluster (``codeformer-restore --ray``): restore a whole bucket of images.
 
     codeformer-restore s3://bucket/photos -o s3://bucket/restored --ray --report report.json
 
@@ -7,13 +7,13 @@ until a run starts. Inputs and the output folder are local paths (files, folders
 or URIs of any pyarrow filesystem (``s3://``, ``gs://``, ``file://``, ...). The run is the
 local CLI's, spread over a pool of Ray Data actors:
 
-- The driver lists the inputs, names every output with :func:`~.restore.output_path` (so
+- The driver lists the inputs, names every output with :func:`~.naming.output_path` (so
   names never collide and never land on an input), leaves done outputs to
   ``--skip-existing``, and hands Ray Data rows of file names only: pixels never enter
   the object store.
 - Each actor (one per GPU, or one per ``cpus_per_worker`` CPUs) loads the model once and
-  restores its batches with the local CLI's own steps (:func:`~.restore.prefetch`,
-  :func:`~.restore.restore_group`, :func:`~.imageio.write_image`, claims), so the faces
+  restores its batches with the local run's own steps (:func:`~.runner.prefetch`,
+  :func:`~.runner.restore_group`, :func:`~.imageio.write_image`, claims), so the faces
   of several images share a network chunk, a bad image fails alone, and every output is
   written atomically with the local names, formats and metadata; it returns one report
   entry per image.
@@ -24,28 +24,27 @@ local CLI's, spread over a pool of Ray Data actors:
   ``attempts`` times is reported as failed instead of being retried for ever.
 - Memory stays flat: Ray Data streams small blocks of rows (one batch each) to a
   fixed-size actor pool with at most two batches queued per actor, under an
-  object-store limit; an actor holds at most the decodes of :data:`~.restore.PREFETCH`
+  object-store limit; an actor holds at most the decodes of :data:`~.runner.PREFETCH`
   images ahead and the results of one batch still being written.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
-import re
 import sys
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
+from ..models.files import remove_stale_partials
 from ..pipeline import RestoreOptions
 from ..pipeline.inference import MAX_AUTO_CHUNK
-from .imageio import WriteSettings, remove_stale_partials
-from .ray_files import existing_outputs, filesystem, is_uri, plan, uri_of_path
+from .imageio import WriteSettings
+from .ray_files import existing_outputs, plan
 from .ray_worker import ATTEMPTS, Ledger, ModelSpec, RestoreWorker, WorkerConfig, WorkerSetupError
-from .restore import Progress
+from .runner import Progress
 
 RAY_MISSING = "--ray needs Ray: pip install 'codeformer-nodes[ray]' (or 'ray[data]')"
 # Images per Ray task: on a GPU two full chunks, so a chunk is always full; on a CPU (chunk 1) a few,
@@ -72,9 +71,6 @@ def import_ray():
     return ray
 
 
-# ---------------------------------------------------------------------------------------------- the driver
-
-
 def restore_with_ray(
     inputs: Sequence[str | Path],
     output: str | Path,
@@ -95,7 +91,7 @@ def restore_with_ray(
     Args:
         inputs: files, folders and globs, local or URIs of pyarrow filesystems.
         output: a local folder or a URI; names, formats and metadata as the local CLI writes them.
-        options: the restore options (``cli.restore.options_from`` builds the CLI's).
+        options: the restore options.
         model_spec: a :class:`ModelSpec`, or the weights alone.
         address: the cluster (``auto``, ``HOST:PORT``, ``ray://HOST:10001``); None: ``RAY_ADDRESS`` or
             a local one started for the run. An already initialised Ray is used as it is.
@@ -210,59 +206,3 @@ def _remove_partials(rows: list[dict]) -> None:
     for folder in folders:
         for stale in remove_stale_partials(folder):
             print(f"codeformer-restore: removed {stale.name}, left by a worker that was killed", file=sys.stderr)
-
-
-# ---------------------------------------------------------------------------------------------- the command line
-
-ADDRESS = re.compile(r"^(auto|local|ray://.+|https?://.+|[\w.-]+:\d+)$")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--ray [ADDRESS]`` and its knobs (added by ``cli.restore.build_parser``; Ray is imported only by a run)."""
-    parser.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
-                        help="restore on a Ray cluster (pip install 'codeformer-nodes[ray]'): ADDRESS (auto, "
-                             "HOST:PORT, ray://HOST:10001), else RAY_ADDRESS or a local one; inputs and -o may "
-                             "then be URIs (s3://, gs://, file://)")  # fmt: skip
-    parser.add_argument("--ray-workers", type=int, help="actors (default: one per GPU, else one per CPU)")
-    parser.add_argument("--ray-cpus-per-worker", type=float, help="CPUs and torch threads per actor (default 1)")
-    parser.add_argument("--ray-batch-size", type=int, help="images per Ray task (default 32 with GPUs, else 8)")
-
-
-def main(
-    args: argparse.Namespace, options: RestoreOptions, argv: Iterable[str], parser: argparse.ArgumentParser
-) -> int:
-    """``codeformer-restore ... --ray``: as the local run, with the restoring done by the cluster."""
-    from .restore import execute
-
-    address: str | None = args.ray or None
-    inputs = list(args.inputs)
-    if address is not None and not ADDRESS.match(address):  # `--ray photos/ -o out`: an input, not an address
-        inputs.insert(0, address)
-        address = None
-    if not inputs or args.output is None:
-        parser.error("give INPUT... and -o OUTDIR (or --export-workflow FILE)")
-    explicit_device = any(arg == "--device" or arg.startswith("--device=") for arg in argv)
-    spec = ModelSpec(weights=args.model, precision=args.precision, device=args.device if explicit_device else None)
-    output = uri_of_path(args.output)
-    settings = WriteSettings(args.format, args.jpeg_quality, args.jpeg_subsampling)
-    try:
-        import_ray()
-        if is_uri(output):
-            filesystem(str(output))
-    except (ImportError, ValueError, OSError) as error:  # pyarrow: a malformed URI, unknown scheme, credentials
-        print(f"codeformer-restore: {error}", file=sys.stderr)
-        return 2
-
-    entries: list[dict] = []
-
-    def work() -> None:
-        restore_with_ray(inputs, output, options, spec, None if address == "local" else address,
-                         settings=settings, skip_existing=args.skip_existing, workers=args.ray_workers,
-                         cpus_per_worker=args.ray_cpus_per_worker, batch_size=args.ray_batch_size,
-                         entries=entries)  # fmt: skip
-
-    try:
-        return execute(args, entries, work)
-    except (WorkerSetupError, ConnectionError) as error:  # ConnectionError: no cluster at ADDRESS
-        print(f"codeformer-restore: {error}", file=sys.stderr)
-        return 2

@@ -1,29 +1,27 @@
-"""Reading and writing image files for the command line, with their metadata.
+"""Reading and writing image files for folder runs, with their metadata.
 
 Reading applies EXIF orientation as ComfyUI's LoadImage does and keeps 8- and 16-bit
 depth, 32-bit float (taken as [0, 1]), grey, RGB and RGBA; of an animated or multi-page
 file, only the first frame is read, and the count is kept so the report can say so.
 Writing carries PNG text chunks (where ComfyUI keeps its workflows), EXIF (orientation
 reset to upright) and the ICC profile when it describes the written colour space (a CMYK
-profile never rides on RGB pixels), and is atomic: a temporary file in the destination
-folder, named with the writer's process id, is renamed into place.
+profile never rides on RGB pixels), and is atomic (``models.files``).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..models.files import atomic_destination
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 FORMATS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 SUFFIX_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
 EXIF_ORIENTATION_TAG = 0x0112
-PARTIAL_SUFFIX = ".partial"
 # The colour space an ICC profile describes (bytes 16-20 of its header), per written Pillow mode.
 ICC_SPACES = {"RGB": b"RGB ", "RGBA": b"RGB ", "L": b"GRAY"}
 
@@ -44,12 +42,6 @@ class WriteSettings:
     format: str | None = None  # png, jpeg or webp; None keeps the input's (PNG for others)
     jpeg_quality: int = 95
     jpeg_subsampling: str = "4:2:0"
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
 
 
 def read_image(path: Path) -> LoadedImage:
@@ -118,43 +110,10 @@ def write_image(pixels: torch.Tensor, destination: Path, loaded: LoadedImage, se
         options.update(quality=settings.jpeg_quality, subsampling=settings.jpeg_subsampling)
     else:
         options.update(quality=settings.jpeg_quality)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{destination.name}.{os.getpid()}."
-    handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=prefix, suffix=PARTIAL_SUFFIX)
-    os.close(handle)
-    try:
+    with atomic_destination(destination) as temporary:
         image.save(temporary, format=kind.upper(), **options)
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes files private; outputs are ordinary files
-        os.replace(temporary, destination)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
 
 
 def icc_colour_space(profile: bytes) -> bytes:
     """The data colour space an ICC profile's header names (b"RGB ", b"GRAY", b"CMYK", ...)."""
     return profile[16:20]
-
-
-def remove_stale_partials(folder: Path) -> list[Path]:
-    """Delete the temporary files that writers killed mid-write left in ``folder``; returns them.
-
-    A writer names its temporary file ``.NAME.PID.XXXX.partial``; one whose process no
-    longer runs is stale. Files of writers still running are left alone.
-    """
-    removed = []
-    for partial in folder.glob(f".*{PARTIAL_SUFFIX}") if folder.is_dir() else ():
-        fields = partial.name.rsplit(".", 3)
-        if len(fields) == 4 and fields[1].isdigit() and not process_alive(int(fields[1])):
-            partial.unlink(missing_ok=True)
-            removed.append(partial)
-    return removed
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True

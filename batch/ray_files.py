@@ -16,9 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .imageio import IMAGE_SUFFIXES, PARTIAL_SUFFIX, WriteSettings
-from .restore import RESTORED_NAME, expand_inputs, output_path
-from .video import VIDEO_SUFFIXES
+from ..models.files import PARTIAL_SUFFIX, atomic_destination, partial_prefix
+from .imageio import IMAGE_SUFFIXES, WriteSettings
+from .naming import RESTORED_NAME, expand_inputs, output_path
+from .videofiles import VIDEO_SUFFIXES
 
 # pyarrow filesystems whose objects appear whole when their upload completes (no rename needed, or cheap).
 OBJECT_STORES = ("s3", "gcs", "abfs")
@@ -216,8 +217,8 @@ def upload(local: Path, fs, path: str) -> None:
     """Put a written file at ``path`` of ``fs`` so that readers see all of it or nothing.
 
     An object store shows an object only once its upload completes; elsewhere (a disk, HDFS)
-    a temporary file beside the destination, named as :func:`~.imageio.write_image` names its
-    own (``.NAME.PID.XXXX.partial``, so a killed writer's is cleaned up), is renamed into place.
+    a temporary file beside the destination, named as ``models.files`` names its own
+    (``.NAME.PID.XXXX.partial``, so a killed writer's is cleaned up), is renamed into place.
     """
     from pyarrow.fs import FileType
 
@@ -228,7 +229,7 @@ def upload(local: Path, fs, path: str) -> None:
         return
     parent, name = path.rsplit("/", 1)
     fs.create_dir(parent, recursive=True)
-    temporary = f"{parent}/.{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{PARTIAL_SUFFIX}"
+    temporary = f"{parent}/{partial_prefix(name)}{uuid.uuid4().hex[:8]}{PARTIAL_SUFFIX}"
     try:
         with fs.open_output_stream(temporary) as stream:
             stream.write(data)
@@ -249,10 +250,7 @@ def local_weights(weights: str) -> str:
     folder = Path(tempfile.gettempdir()) / "codeformer_nodes_weights" / hashlib.sha256(weights.encode()).hexdigest()
     copy = folder / PurePosixPath(path).name
     if not copy.is_file() or copy.stat().st_size != size:
-        folder.mkdir(parents=True, exist_ok=True)
-        partial = folder / f".{copy.name}.{os.getpid()}{PARTIAL_SUFFIX}"
-        with fs.open_input_stream(path) as stream, partial.open("wb") as file:
+        with atomic_destination(copy) as partial, fs.open_input_stream(path) as stream, partial.open("wb") as file:
             while chunk := stream.read(16 << 20):
                 file.write(chunk)
-        os.replace(partial, copy)
     return str(copy)

@@ -21,7 +21,7 @@ from ..pipeline.tasks import resolve_task
 from .claims import claim, release
 from .imageio import WriteSettings
 from .ray_files import RemoteImage, filesystem, local_weights, upload
-from .restore import PREFETCH, Pending, prefetch, restore_group
+from .runner import PREFETCH, Pending, prefetch, restore_group
 
 # Times a task holding an image may die (killed, out of memory) before the image is reported as failed.
 ATTEMPTS = 3

@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .imageio import process_alive
+from ..models.files import process_alive
+from .report import ReportEntry
 
 CLAIM_SUFFIX = ".claim"
 
@@ -48,3 +49,10 @@ def _holder(path: Path) -> int | None:
     except FileNotFoundError:
         return None
     return int(text) if text.isdigit() else None
+
+
+def mark_skipped(entry: ReportEntry, holder: int | None) -> ReportEntry:
+    """``entry`` as left alone: to the run ``holder`` restoring it right now, or (None) already done."""
+    note = {} if holder is None else {"note": f"another run (process {holder}) is restoring it"}
+    entry.update(skipped=True, faces=[], seconds=0.0, **note)  # type: ignore[typeddict-item]
+    return entry

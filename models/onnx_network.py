@@ -1,4 +1,4 @@
-"""``codeformer-restore --backend onnxruntime``: the network run by onnxruntime on the CPU.
+"""A network backend: CodeFormer run by onnxruntime on the CPU (``codeformer-restore --backend onnxruntime``).
 
 Offered by measurement (``benchmarks/bench_onnx.py``, BENCHMARKS.md): on an AVX2 CPU
 onnxruntime ran the exported network in 0.80x the time of our float32 torch path, with the
@@ -17,9 +17,17 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..models.downloads import user_cache_dir
-from ..models.loader import LoadedCodeFormer, ModelDescription
-from .export import DEFAULT_CHECK_WEIGHTS, check_export, export_onnx, onnx_session, read_check_input, run_onnx
+from .downloads import user_cache_dir
+from .loader import LoadedCodeFormer, ModelDescription
+from .onnx_export import (
+    DEFAULT_CHECK_WEIGHTS,
+    check_export,
+    export_onnx,
+    onnx_session,
+    onnxruntime_load_errors,
+    read_check_input,
+    run_onnx,
+)
 
 BACKENDS = ("torch", "onnxruntime")
 
@@ -51,14 +59,12 @@ def onnxruntime_network(network: LoadedCodeFormer, adain: bool, cache: Path | No
     if parameter.device.type != "cpu" or parameter.dtype != torch.float32 or network.generator_dtype is not None:
         raise ValueError("the onnxruntime backend exports the float32 network on the CPU: use --device cpu and "
                          "--precision fp32 or auto (or the torch backend)")  # fmt: skip
-    from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidGraph, InvalidProtobuf, NoSuchFile
-
     description = network.description
     path = (cache or user_cache_dir() / "onnx") / f"{description.sha256}-adain{int(adain)}.onnx"
     if path.is_file():
         try:
             return OnnxRuntimeNetwork(onnx_session(path), adain, description)
-        except (Fail, InvalidGraph, InvalidProtobuf, NoSuchFile):
+        except onnxruntime_load_errors():
             path.unlink(missing_ok=True)  # a damaged cache entry: export it again
     export_onnx(network, path, adain=adain)
     checked = False

@@ -1,13 +1,17 @@
-"""The API-format ComfyUI workflow equivalent to a command line's options."""
+"""The API-format ComfyUI workflow equivalent to a command line's options: node ids and widget
+names as the nodes beside this file declare them."""
 
 from __future__ import annotations
 
 from ..pipeline import FidelityRamp, RestoreOptions
+from .sockets import DEFAULT_RAMP, DEFAULTS
 
 
 def export_workflow(options: RestoreOptions, model_name: str, precision: str, image_name: str) -> dict:
     """LoadImage -> Load CodeFormer Model -> Fidelity -> Restore Faces -> SaveImage, as ``/prompt`` takes it."""
     ramp = options.fidelity if isinstance(options.fidelity, FidelityRamp) else None
+    shown_ramp = ramp or DEFAULT_RAMP
+    w = DEFAULTS.fidelity if ramp else float(options.fidelity)
     selection = options.face_selection
     return {
         "1": {"class_type": "LoadImage", "inputs": {"image": image_name}},
@@ -15,13 +19,13 @@ def export_workflow(options: RestoreOptions, model_name: str, precision: str, im
         "3": {
             "class_type": "CodeFormerFidelity",
             "inputs": {
-                "w": 0.5 if ramp else float(options.fidelity),
+                "w": w,
                 "visibility": options.visibility,
                 "size_ramp": ramp is not None,
-                "small_face_w": ramp.small_w if ramp else 0.3,
-                "large_face_w": ramp.large_w if ramp else 0.7,
-                "small_face_size": int(ramp.small_size) if ramp else 64,
-                "large_face_size": int(ramp.large_size) if ramp else 256,
+                "small_face_w": shown_ramp.small_w,
+                "large_face_w": shown_ramp.large_w,
+                "small_face_size": int(shown_ramp.small_size),
+                "large_face_size": int(shown_ramp.large_size),
                 "sweep": "",
             },
         },
@@ -31,7 +35,7 @@ def export_workflow(options: RestoreOptions, model_name: str, precision: str, im
                 "image": ["1", 0],
                 "codeformer_model": ["2", 0],
                 "fidelity": ["3", 0],
-                "w": 0.5 if ramp else float(options.fidelity),
+                "w": w,
                 "detector": options.detector,
                 "detection_size": options.detection_size or 0,
                 "confidence": options.detection_confidence,
