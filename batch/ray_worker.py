@@ -12,13 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import torch
+
 from ..models import CodeFormerWeightsError, load_codeformer
 from ..models.checkpoint import RESTORATION
 from ..models.official import OFFICIAL_CHECKPOINTS
 from ..pipeline import RestoreOptions
-from ..pipeline.inference import RestorationNetwork, auto_chunk_size, device_of
+from ..pipeline.inference import RestorationNetwork, faces_per_forward
 from ..pipeline.tasks import resolve_task
-from .claims import claim, release
+from .claims import claim, mark_skipped, release
 from .imageio import WriteSettings
 from .ray_files import RemoteImage, filesystem, local_weights, upload
 from .runner import PREFETCH, Pending, prefetch, restore_group
@@ -105,7 +107,6 @@ class RestoreWorker:
 
     def __init__(self, config: WorkerConfig) -> None:
         import ray
-        import torch
 
         self.config = config
         self.failure: str | None = None
@@ -123,12 +124,12 @@ class RestoreWorker:
             else:
                 device = spec.device or ("cuda" if ray.get_gpu_ids() else "cpu")
                 weights = local_weights(spec.weights or OFFICIAL_CHECKPOINTS[config.options.task or RESTORATION].name)
-                self.model = load_codeformer(weights, device=torch.device(device), precision=spec.precision)
+                self.model = load_codeformer(weights, device=device, precision=spec.precision)
             resolve_task(self.model, config.options)
-        except (CodeFormerWeightsError, ValueError, RuntimeError, AssertionError, OSError) as error:
+        except (CodeFormerWeightsError, ValueError, OSError) as error:
             self.failure = str(error)
             return
-        self.group_size = config.options.chunk_size or auto_chunk_size(device_of(self.model))
+        self.group_size = faces_per_forward(self.model, config.options)
 
     def _fs(self, root: str):
         if root not in self.filesystems:
@@ -147,7 +148,7 @@ class RestoreWorker:
             try:
                 known = ray.get(self.ledger.start.remote([row["index"] for row in rows]))
                 self._restore(rows, known, entries)
-            except (RuntimeError, OSError, ValueError, ray.exceptions.RayError) as error:  # reported per image
+            except (torch.OutOfMemoryError, OSError, ValueError, ray.exceptions.RayError) as error:  # per image
                 for row in rows:
                     entry = entries.setdefault(row["index"], {"input": row["input"], "output": row["output"]})
                     if "faces" not in entry and not entry.get("error"):
@@ -233,8 +234,7 @@ class RestoreWorker:
             if holder is None:
                 self.claimed[row["index"]] = Path(path)
         if holder is not None or (self.config.skip_existing and self._exists(fs, path)):
-            note = {} if holder is None else {"note": f"another run (process {holder}) is restoring it"}
-            entry.update(skipped=True, faces=[], seconds=0.0, **note)
+            mark_skipped(entry, holder)
             return None
         if row["source_root"] is None:
             source: Any = Path(row["source_path"])

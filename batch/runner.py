@@ -20,7 +20,7 @@ import torch
 
 from ..models.cpu_memory import keep_freed_cpu_memory
 from ..pipeline import RestoreOptions, restore_faces
-from ..pipeline.inference import auto_chunk_size, device_of
+from ..pipeline.inference import device_of, faces_per_forward
 from ..pipeline.video import VideoOptions
 from .claims import claim, mark_skipped, release
 from .imageio import LoadedImage, WriteSettings, read_image, write_image
@@ -67,7 +67,7 @@ def run(
     clips = [file for file in files if file.suffix.lower() in VIDEO_SUFFIXES]
     files = [file for file in files if file not in clips]
     device = device_of(model)
-    group_size = options.chunk_size or auto_chunk_size(device)
+    group_size = faces_per_forward(model, options)
     claimed: list[Path] = []
     try:
         # one scope for the whole run: freed memory is kept from image to image, not given back after each

@@ -24,6 +24,7 @@ from ..batch.report import ReportEntry, reported_run, write_report
 from ..batch.runner import run
 from ..models import PRECISION_HELP, PRECISIONS, TASKS, CodeFormerWeightsError, load_codeformer
 from ..models.checkpoint import RESTORATION, checked_task
+from ..models.devices import default_device, usable_device
 from ..models.official import OFFICIAL_CHECKPOINTS
 from ..models.onnx_network import BACKENDS, onnxruntime_network
 from ..models.upsamplers import REALESRGAN_X2PLUS
@@ -209,18 +210,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def parse_device(name: str | None) -> torch.device:
     """The ``--device``: by default CUDA when there is one; a device this torch cannot use is refused here."""
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:  # torch's words for an unknown device string
-        raise ValueError(f"--device {name!r} is not a device torch knows: {error}") from error
-    available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}.get(device.type)
-    if available is not None and not available():
-        raise ValueError(f"--device {name}: this machine's torch has no {device.type} device; use --device cpu")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"--device {name}: there are {torch.cuda.device_count()} CUDA device(s)")
-    return device
+    return default_device() if name is None else usable_device(name)
 
 
 if __name__ == "__main__":

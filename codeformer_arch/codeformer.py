@@ -106,10 +106,6 @@ class Encoded:
     skips: dict[int, Tensor]
     logits: Tensor
 
-    def select(self, rows: slice | list[int]) -> Encoded:
-        """The same for a subset of the batch."""
-        return Encoded(self.lq_feat[rows], {size: f[rows] for size, f in self.skips.items()}, self.logits[rows])
-
 
 class CodeFormer(nn.Module):
     """The CodeFormer inference network; input (B,3,512,512) roughly in [-1, 1]."""

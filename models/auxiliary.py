@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from .checkpoint import without_module_prefix
 from .downloads import PinnedFile, ProgressCallback, locate, user_cache_dir
 from .errors import WeightsFileError
 from .pickles import load_pickle_safely
@@ -43,7 +44,7 @@ def _state_dict_with(keys: tuple[str, ...], name: str, url: str, path: Path) -> 
     loaded = load_pickle_safely(path)
     if not isinstance(loaded, Mapping):
         raise WeightsFileError(f"{path} holds {type(loaded).__name__}, not a state dict; download {url} again.")
-    state_dict = {str(key).removeprefix("module."): value for key, value in loaded.items()}
+    state_dict = without_module_prefix({str(key): value for key, value in loaded.items()})
     missing = [key for key in keys if key not in state_dict]
     if missing:
         raise WeightsFileError(

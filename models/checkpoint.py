@@ -11,6 +11,7 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -72,6 +73,10 @@ class Recognised:
 
     config: CodeFormerConfig
     task: str
+
+
+DATA_PARALLEL_PREFIX = "module."
+Value = TypeVar("Value")
 
 
 def checked_task(checkpoint_task: str, source: object, asked: str | None) -> str:
@@ -142,10 +147,17 @@ def unwrap_state_dict(loaded: object, path: Path) -> StateDict:
             f"{path} holds tensors under keys that are not names ({', '.join(odd_keys[:4])}); "
             "a state dict is keyed by parameter names: use an official checkpoint."
         )
-    if all(key.startswith("module.") for key in tensors):
-        tensors = {key.removeprefix("module."): value for key, value in tensors.items()}
+    tensors = without_module_prefix(tensors)
     check_tensors(tensors, path)
     return tensors
+
+
+def without_module_prefix(state: Mapping[str, Value]) -> dict[str, Value]:
+    """A state dict saved from ``DataParallel`` as one saved without it: the ``module.`` prefix dropped
+    when every key has it (a key of another network that merely starts so is left alone)."""
+    if state and all(key.startswith(DATA_PARALLEL_PREFIX) for key in state):
+        return {key.removeprefix(DATA_PARALLEL_PREFIX): value for key, value in state.items()}
+    return dict(state)
 
 
 def check_tensors(tensors: StateDict, path: Path) -> None:

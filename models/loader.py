@@ -13,6 +13,7 @@ from torch import Tensor
 from ..codeformer_arch import CodeFormer, CodeFormerConfig, Encoded
 from .checkpoint import check_keys, read_state_dict, recognise
 from .cpu_memory import keep_freed_cpu_memory
+from .devices import usable_device
 from .downloads import file_sha256
 from .errors import WeightsFileError
 from .official import OFFICIAL_NAMES, official_checkpoint
@@ -99,7 +100,7 @@ def load_codeformer(
         resolved = given.resolve()
     except RuntimeError as error:  # a symlink loop
         raise WeightsFileError(f"{path} cannot be opened ({error}); check the path") from error
-    target_device = torch.device(device or "cpu")
+    target_device = usable_device(device)
     target = precision if isinstance(precision, Precision) else choose_precision(precision, target_device)
     stat = resolved.stat() if resolved.is_file() else None
     key: CacheKey | None = None

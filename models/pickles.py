@@ -18,9 +18,6 @@ import torch
 
 from .errors import WeightsFileError
 
-# Opcodes through which a pickle imports a callable; their (module, name) are what it would run.
-IMPORTING_OPCODES = {"GLOBAL", "INST", "STACK_GLOBAL"}
-
 
 def load_pickle_safely(path: Path) -> object:
     """``torch.load`` that refuses Python objects, with errors that name the file and the fix."""

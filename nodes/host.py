@@ -159,12 +159,12 @@ def progress_bar() -> Callable[[int, int | None], None]:
     return update
 
 
-def progress_callback(total_hint: int = 1) -> Callable[[int, int], None]:
+def progress_callback() -> Callable[[int, int], None]:
     """Update ComfyUI's progress bar per chunk and stop the ComfyUI way when interrupted."""
     import comfy.model_management as model_management
     import comfy.utils
 
-    bar = comfy.utils.ProgressBar(total_hint)
+    bar = comfy.utils.ProgressBar(1)  # its total is set by the first chunk
 
     def on_chunk(done: int, total: int) -> None:
         bar.update_absolute(done, total)

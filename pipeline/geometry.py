@@ -16,7 +16,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-FACE_SIZE = 512
+from ..codeformer_arch.config import IMAGE_SIZE
+
+# Aligned faces are cut at the network's input size.
+FACE_SIZE = IMAGE_SIZE
 # Five landmarks (eyes, nose, mouth corners) of an FFHQ-aligned 512x512 face.
 FFHQ_TEMPLATE_512 = np.array(
     [

@@ -135,7 +135,12 @@ def luma(rgb: torch.Tensor) -> torch.Tensor:
 
 def normalise(crops: torch.Tensor) -> torch.Tensor:
     """(N, 512, 512, 3) uint8 crops -> (N, 3, 512, 512) float32 ``(rgb / 255 - 0.5) / 0.5``, as the official flow."""
-    return ((crops.permute(0, 3, 1, 2).double() / 255.0).float() - 0.5) / 0.5
+    return to_network_range((crops.permute(0, 3, 1, 2).double() / 255.0).float())
+
+
+def to_network_range(rgb: torch.Tensor) -> torch.Tensor:
+    """Float RGB in [0, 1] -> [-1, 1], the range CodeFormer and ParseNet take their input in."""
+    return (rgb - 0.5) / 0.5
 
 
 def crops_as_float(crops: np.ndarray) -> torch.Tensor:

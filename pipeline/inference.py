@@ -50,7 +50,7 @@ def run_network(
     faces = torch.from_numpy(crops)
     total = faces.shape[0]
     outputs: list[torch.Tensor] = []
-    chunk, start = options.chunk_size or auto_chunk_size(device), 0
+    chunk, start = faces_per_forward(model, options), 0
     while start < total:
         batch = faces[start : start + chunk]
         x = normalise(batch)
@@ -97,6 +97,11 @@ def auto_chunk_size(device: torch.device) -> int:
         return 1
     free, _ = torch.cuda.mem_get_info(device)
     return max(1, min(MAX_AUTO_CHUNK, free // 2 // BYTES_PER_FACE))
+
+
+def faces_per_forward(model: RestorationNetwork, options: RestoreOptions) -> int:
+    """The chunk the pipeline runs ``model`` in under ``options``: a folder run groups this many images."""
+    return options.chunk_size or auto_chunk_size(device_of(model))
 
 
 def device_of(model: RestorationNetwork) -> torch.device:

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from ..models.auxiliary import PARSENET_WEIGHTS, check_auxiliary_weights, find_auxiliary_weights
 from .geometry import FACE_SIZE, gaussian_blur, warp_from_crop
+from .images import to_network_range
 
 # ParseNet classes that are not face: background, neck, cloth, hair, hat.
 NON_FACE_CLASSES = (0, 14, 16, 17, 18)
@@ -48,7 +49,7 @@ def parse_paste_mask(crop: torch.Tensor, source: torch.Tensor, weights_dir: str 
     face = crop.permute(2, 0, 1)[None]
     if size != FACE_SIZE:
         face = F.interpolate(face, size=(FACE_SIZE, FACE_SIZE), mode="bilinear", align_corners=False)
-    x = (face - 0.5) / 0.5
+    x = to_network_range(face)
     with torch.inference_mode():
         labels = parser(x)[0].argmax(dim=1)[0]
     non_face = torch.tensor(NON_FACE_CLASSES, device=labels.device)

@@ -32,7 +32,7 @@ from .faces import detect_in_image, in_input_pixels, select_faces
 from .flows import working_scale
 from .geometry import FACE_SIZE, affine_in_input_pixels, crop_face, estimate_alignment
 from .images import as_image_list, enlarged, image_is_grey, normalise, to_uint8_rgb
-from .inference import RestorationNetwork, as_restored_crops, auto_chunk_size, device_of, dtype_of, run_network
+from .inference import RestorationNetwork, as_restored_crops, device_of, dtype_of, faces_per_forward, run_network
 from .options import RestoreOptions
 from .paste import paste_faces
 from .restore import with_upsamplers
@@ -178,7 +178,7 @@ class _Stream:
         self.previous_codes: dict[int, torch.Tensor] = {}  # per track, the codes of the frame emitted last
         # size filters and max_faces apply per frame; face indices mean track ids
         self.filters = dataclasses.replace(options, face_selection="all")
-        self.chunk = options.chunk_size or auto_chunk_size(device_of(model))
+        self.chunk = faces_per_forward(model, options)
 
     def add(self, image: torch.Tensor | np.ndarray) -> None:
         (picture,) = as_image_list([image])
