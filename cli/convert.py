@@ -1,5 +1,7 @@
-"""``codeformer-convert SRC DST``: rewrite a CodeFormer checkpoint as ``.safetensors``, losslessly
-(``models.convert``)."""
+"""``codeformer-convert SRC DST``: rewrite a CodeFormer checkpoint as ``.safetensors``, losslessly.
+
+The tensors are copied bit for bit (``models.convert``).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +11,13 @@ from pathlib import Path
 
 from ..models.convert import convert_to_safetensors
 from ..models.errors import CodeFormerWeightsError
+from .helptext import DefaultsHelpFormatter, description
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="codeformer-convert", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="codeformer-convert", description=description(__doc__), formatter_class=DefaultsHelpFormatter
+    )
     parser.add_argument("source", type=Path, help="CodeFormer weights (.pth, .pt, .ckpt or .safetensors)")
     parser.add_argument("destination", type=Path, help="the .safetensors file to write")
     args = parser.parse_args(argv)

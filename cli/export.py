@@ -39,10 +39,13 @@ from ..models.onnx_export import (
     read_check_input,
 )
 from ..pipeline.tasks import task_adain
+from .helptext import DefaultsHelpFormatter, description
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="codeformer-export", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="codeformer-export", description=description(__doc__), formatter_class=DefaultsHelpFormatter
+    )
     parser.add_argument("weights", type=Path, help="CodeFormer weights (.pth, .pt, .ckpt or .safetensors)")
     parser.add_argument("destination", type=Path, help="the .onnx file to write")
     parser.add_argument(

@@ -19,6 +19,7 @@ from ..models.errors import CodeFormerWeightsError
 from ..models.official import OFFICIAL_CHECKPOINTS, OFFICIAL_NAMES
 from ..models.upsamplers import UPSAMPLER_FILES
 from ..pipeline.detection import DEFAULT_DETECTOR
+from .helptext import DefaultsHelpFormatter, description
 
 FETCHABLE = {
     **OFFICIAL_NAMES,
@@ -33,7 +34,9 @@ DEFAULTS = (
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="codeformer-fetch", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="codeformer-fetch", description=description(__doc__), formatter_class=DefaultsHelpFormatter
+    )
     names = f"files to fetch (default: {', '.join(DEFAULTS)}); any of {', '.join(FETCHABLE)}"
     parser.add_argument("names", nargs="*", metavar="NAME", help=names)
     parser.add_argument("--dir", type=Path, help=f"folder to put them in (default: {user_cache_dir()})")

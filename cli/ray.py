@@ -18,13 +18,14 @@ ADDRESS = re.compile(r"^(auto|local|ray://.+|https?://.+|[\w.-]+:\d+)$")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``--ray [ADDRESS]`` and its knobs (Ray itself is imported only by a run)."""
-    parser.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+    group = parser.add_argument_group("Ray cluster")
+    group.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
                         help="restore on a Ray cluster (pip install 'codeformer-nodes[ray]'): ADDRESS (auto, "
                              "HOST:PORT, ray://HOST:10001), else RAY_ADDRESS or a local one; inputs and -o may "
                              "then be URIs (s3://, gs://, file://)")  # fmt: skip
-    parser.add_argument("--ray-workers", type=int, help="actors (default: one per GPU, else one per CPU)")
-    parser.add_argument("--ray-cpus-per-worker", type=float, help="CPUs and torch threads per actor (default 1)")
-    parser.add_argument("--ray-batch-size", type=int, help="images per Ray task (default 32 with GPUs, else 8)")
+    group.add_argument("--ray-workers", type=int, help="Ray actors (default: one per GPU, else one per CPU)")
+    group.add_argument("--ray-cpus-per-worker", type=float, help="CPUs and torch threads per actor (default 1)")
+    group.add_argument("--ray-batch-size", type=int, help="images per Ray task (default 32 with GPUs, else 8)")
 
 
 def main(args: argparse.Namespace, options: RestoreOptions, parser: argparse.ArgumentParser) -> int:

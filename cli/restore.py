@@ -36,6 +36,7 @@ from ..pipeline.options import FACE_SELECTIONS, MAX_UPSCALE
 from ..pipeline.tasks import network_adain
 from ..pipeline.upsampling import DEFAULT_TILE
 from . import ray, video
+from .helptext import DefaultsHelpFormatter
 
 DEFAULTS = RestoreOptions()
 # The official command's output size factor (``-s``), where the library's is 1.
@@ -43,77 +44,182 @@ OFFICIAL_UPSCALE = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="codeformer-restore", description=__doc__.splitlines()[0])
-    parser.add_argument("inputs", nargs="*", help="image files, folders or glob patterns")
-    parser.add_argument("-o", "--output", type=Path, help="output folder")
-    model_help = "CodeFormer weights (.pth or .safetensors); default: the official checkpoint of --task "
-    model_help += "(codeformer.pth), fetched into the per-user cache when first needed"
-    parser.add_argument("--model", help=model_help)
-    parser.add_argument("--task", choices=("auto", *TASKS), default="auto",
-                        help="what the checkpoint does (auto: read from it); a mismatch is an error")  # fmt: skip
-    parser.add_argument("--weights-dir", type=Path, help="folder with detector / parser weights")
-    parser.add_argument("--flow", choices=FLOW_NAMES, default=DEFAULTS.flow,
-                        help="codeformer: as CodeFormer's inference_codeformer.py restores (default); facexlib: as "
-                             "GFPGAN and AUTOMATIC1111 (facexlib's helper)")  # fmt: skip
-    parser.add_argument("--detector", choices=DETECTORS, default=DEFAULTS.detector)
-    parser.add_argument("--detection-size", type=int, default=DEFAULTS.detection_size, help="0: original size")
-    parser.add_argument("--confidence", type=float, help="minimum detector score (default: the flow's, 0.8 or 0.97)")
-    parser.add_argument("-w", "--fidelity", type=float, default=DEFAULTS.fidelity, help="0 quality .. 1 fidelity")
-    parser.add_argument("--ramp", type=float, nargs=4, metavar=("SMALL_W", "LARGE_W", "SMALL_SIZE", "LARGE_SIZE"),
-                        help="fidelity by face size instead of one w")  # fmt: skip
-    parser.add_argument("--visibility", type=float, default=DEFAULTS.visibility)
-    parser.add_argument("--face-selection", choices=FACE_SELECTIONS, default=DEFAULTS.face_selection)
-    parser.add_argument("--face-indices", type=int, nargs="+", help="faces by index, left to right")
-    parser.add_argument("--min-face-size", type=float, default=DEFAULTS.min_face_size)
-    parser.add_argument("--max-face-size", type=float)
-    parser.add_argument("--only-center-face", action="store_true", help="restore only the face nearest the centre")
-    parser.add_argument("-s", "--upscale", type=int, default=OFFICIAL_UPSCALE, choices=range(1, MAX_UPSCALE + 1),
-                        help="output size factor (default 2, as the official command)")  # fmt: skip
-    parser.add_argument("--keep-size", action="store_true",
-                        help="small images (short side under 512), which the codeformer flow enlarges, come back "
-                             "at their own size times --upscale instead of the official size")  # fmt: skip
-    parser.add_argument("--has-aligned", action="store_true", help="inputs are aligned faces (512x512)")
-    parser.add_argument(
+    parser = argparse.ArgumentParser(
+        prog="codeformer-restore",
+        description="Restore the faces in image and video files, for unattended pipelines. A bad input is "
+        "reported and skipped; the exit status is 0 only when every input succeeded.",
+        formatter_class=DefaultsHelpFormatter,
+    )
+    parser.add_argument("inputs", nargs="*", help="image or video files, folders or glob patterns")
+    parser.add_argument("-o", "--output", type=Path, help="output folder (made when missing)")
+    weights = parser.add_argument_group("weights")
+    weights.add_argument(
+        "--model",
+        help="CodeFormer weights (.pth or .safetensors); default: the official "
+        "checkpoint of --task (codeformer.pth), fetched into the per-user cache when first needed",
+    )
+    weights.add_argument(
+        "--task",
+        choices=("auto", *TASKS),
+        default="auto",
+        help="what the checkpoint does (auto: read from it); a mismatch is an error",
+    )
+    weights.add_argument(
+        "--weights-dir", type=Path, help="folder searched first for the detector, parser and upsampler weights"
+    )
+    faces = parser.add_argument_group("finding faces")
+    faces.add_argument(
+        "--flow",
+        choices=FLOW_NAMES,
+        default=DEFAULTS.flow,
+        help="codeformer: as CodeFormer's inference_codeformer.py restores; facexlib: as GFPGAN and "
+        "AUTOMATIC1111 (facexlib's helper)",
+    )
+    faces.add_argument("--detector", choices=DETECTORS, default=DEFAULTS.detector, help="RetinaFace network")
+    faces.add_argument(
+        "--detection-size",
+        type=int,
+        default=DEFAULTS.detection_size,
+        help="short side of the copy the detector sees (0: the image's own size)",
+    )
+    faces.add_argument(
+        "--confidence",
+        type=float,
+        help="minimum detector score, 0.05-1 (default: the flow's, codeformer 0.8, facexlib 0.97)",
+    )
+    faces.add_argument(
+        "--face-selection",
+        choices=FACE_SELECTIONS,
+        default=DEFAULTS.face_selection,
+        help="which faces to restore: all, the largest, or the one nearest the centre",
+    )
+    faces.add_argument(
+        "--face-indices",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="restore these faces only, counted from 0 left to right (then top to bottom)",
+    )
+    faces.add_argument(
+        "--only-center-face", action="store_true", help="restore only the face nearest the centre (the official flag)"
+    )
+    faces.add_argument(
+        "--min-face-size",
+        type=float,
+        default=DEFAULTS.min_face_size,
+        help="skip faces smaller than this (larger box side, input pixels)",
+    )
+    faces.add_argument("--max-face-size", type=float, help="skip faces larger than this (default: no limit)")
+    faces.add_argument(
+        "--has-aligned",
+        action="store_true",
+        help="inputs are aligned 512x512 faces: no detection, no paste (no --upscale)",
+    )
+    restoring = parser.add_argument_group("restoring")
+    restoring.add_argument(
+        "-w",
+        "--fidelity",
+        type=float,
+        help=f"0 favours quality (the codebook), 1 faithfulness to the input (default "
+        f"{DEFAULTS.fidelity}, as the official command)",
+    )
+    restoring.add_argument(
+        "--ramp",
+        type=float,
+        nargs=4,
+        metavar=("SMALL_W", "LARGE_W", "SMALL_SIZE", "LARGE_SIZE"),
+        help="fidelity by face size instead of one -w: SMALL_W up to SMALL_SIZE pixels, rising "
+        "to LARGE_W at LARGE_SIZE",
+    )
+    restoring.add_argument(
+        "--visibility",
+        type=float,
+        default=DEFAULTS.visibility,
+        help="blend of the restored face over the original, 0-1",
+    )
+    restoring.add_argument(
+        "-s",
+        "--upscale",
+        type=int,
+        choices=range(1, MAX_UPSCALE + 1),
+        help=f"output size factor (default {OFFICIAL_UPSCALE}, as the official command)",
+    )
+    restoring.add_argument(
+        "--keep-size",
+        action="store_true",
+        help="small images (short side under 512), which the codeformer flow enlarges, come back "
+        "at their own size times --upscale instead of the official size",
+    )
+    restoring.add_argument(
         "--parse-mask",
         action=argparse.BooleanOptionalAction,
         help="paste through a ParseNet face mask (default: the flow's: codeformer on, facexlib off)",
     )
-    parser.add_argument("--draw-box", action="store_true", help="draw a green border around each restored face")
-    parser.add_argument(
+    restoring.add_argument("--draw-box", action="store_true", help="draw a green border around each restored face")
+    restoring.add_argument(
         "--bg-upsampler",
         metavar="FILE",
         help="enlarge the background with this super-resolution model (any spandrel knows, e.g. "
         f"{REALESRGAN_X2PLUS.name}, fetched when missing; 'realesrgan' names that one)",
     )
-    parser.add_argument(
-        "--bg-tile",
-        type=int,
-        default=DEFAULT_TILE,
-        help="tile size of the upsampler, input pixels (default %(default)s; 0: whole images)",
+    restoring.add_argument(
+        "--bg-tile", type=int, default=DEFAULT_TILE, help="tile size of the upsampler, input pixels (0: whole images)"
     )
-    parser.add_argument("--face-upsample", action="store_true",
-                        help="enlarge the restored faces with the upsampler too (the --bg-upsampler, else "
-                             f"{REALESRGAN_X2PLUS.name})")  # fmt: skip
-    parser.add_argument("--chunk-size", type=int, help="faces per network forward (default: by device, 1 on a CPU)")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1, mps, ... (default: cuda when there is one, else cpu)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
-    parser.add_argument("--backend", choices=BACKENDS, default="torch",
-                        help="onnxruntime: the float32 network exported once (cached, checked against torch) and "
-                             "run by onnxruntime on the CPU, faster on CPUs without native bf16; images only, "
-                             "videos stay on torch (needs the onnx extra)")  # fmt: skip
-    parser.add_argument("--format", choices=sorted(FORMATS), help="output format (default: the input's)")
-    parser.add_argument("--jpeg-quality", type=int, default=95)
-    parser.add_argument("--jpeg-subsampling", choices=("4:4:4", "4:2:2", "4:2:0"), default="4:2:0")
-    parser.add_argument("--skip-existing", action="store_true", help="leave outputs that exist (resume a run)")
-    parser.add_argument("--report", help="write the JSON report to this file, or - for stdout")
-    parser.add_argument("--export-workflow", type=Path, help="write the equivalent ComfyUI API workflow and exit")
+    restoring.add_argument(
+        "--face-upsample",
+        action="store_true",
+        help=f"enlarge the restored faces with the upsampler too (the --bg-upsampler, else {REALESRGAN_X2PLUS.name})",
+    )
+    running = parser.add_argument_group("running")
+    running.add_argument("--chunk-size", type=int, help="faces per network forward (default: by device, 1 on a CPU)")
+    running.add_argument("--device", help="cpu, cuda, cuda:1, mps, ... (default: cuda when there is one, else cpu)")
+    running.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
+    running.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="onnxruntime: the float32 network exported once (cached, checked against torch) and "
+        "run by onnxruntime on the CPU, faster on CPUs without native bf16; images only, "
+        "videos stay on torch (needs the onnx extra)",
+    )
+    output = parser.add_argument_group("output files")
+    output.add_argument(
+        "--format",
+        choices=sorted(FORMATS),
+        help="output format (default: the input's; PNG for formats that cannot be written)",
+    )
+    output.add_argument("--jpeg-quality", type=quality, default=95, help="JPEG and WebP quality, 1-100")
+    output.add_argument(
+        "--jpeg-subsampling", choices=("4:4:4", "4:2:2", "4:2:0"), default="4:2:0", help="JPEG chroma subsampling"
+    )
+    output.add_argument("--skip-existing", action="store_true", help="leave outputs that exist (resume a run)")
+    output.add_argument("--report", help="write the JSON report to this file, or - for stdout")
+    output.add_argument(
+        "--export-workflow", type=Path, metavar="FILE", help="write the equivalent ComfyUI API workflow and exit"
+    )
     video.add_arguments(parser)
     ray.add_arguments(parser)
     return parser
 
 
+def quality(text: str) -> int:
+    """An encoder quality from 1 to 100 (argparse type)."""
+    value = int(text)
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"quality must be from 1 to 100; got {value}")
+    return value
+
+
 def options_from(args: argparse.Namespace) -> RestoreOptions:
-    fidelity: float | FidelityRamp = FidelityRamp(*args.ramp) if args.ramp else args.fidelity
+    """The restore options the flags ask for; flags that contradict each other are refused."""
+    if args.ramp and args.fidelity is not None:
+        raise ValueError("--ramp and -w/--fidelity both set the fidelity; give one of them")
+    if args.has_aligned and args.upscale is not None:
+        raise ValueError("--has-aligned restores 512x512 faces as they are, with no paste to upscale; drop --upscale")
+    fidelity: float | FidelityRamp = (
+        FidelityRamp(*args.ramp) if args.ramp else DEFAULTS.fidelity if args.fidelity is None else args.fidelity
+    )
+    upscale = DEFAULTS.upscale if args.has_aligned else args.upscale or OFFICIAL_UPSCALE
     return RestoreOptions(
         task=None if args.task == "auto" else args.task,
         fidelity=fidelity,
@@ -126,7 +232,7 @@ def options_from(args: argparse.Namespace) -> RestoreOptions:
         min_face_size=args.min_face_size,
         max_face_size=args.max_face_size,
         has_aligned=args.has_aligned,
-        upscale=args.upscale,
+        upscale=upscale,
         parse_mask=args.parse_mask,
         keep_size=args.keep_size,
         draw_box=args.draw_box,
