@@ -1,5 +1,11 @@
 """What a folder run takes and where each result goes: inputs from files, folders and globs,
-and one namer for the outputs of images and videos (never onto an input or another output)."""
+and one namer for the outputs of images and videos.
+
+An output never lands on an input, on another output of the run, or on a file the user keeps
+in the output folder: each folder lists the outputs written into it (``.codeformer-outputs``),
+and only those are replaced by a later run; another file of the same name is left alone and
+the output takes the next free ``NAME_restored(_N)``.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ INPUT_SUFFIXES = (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES)
 # An output that would land on an input (same folder) is named NAME_restored(_N).
 RESTORED_TAG = "_restored"
 RESTORED_NAME = re.compile(rf".*{RESTORED_TAG}(_\d+)?")
+OUTPUT_LIST = ".codeformer-outputs"
 
 
 def expand_inputs(patterns: list[str], output_folder: Path) -> tuple[list[Path], list[dict]]:
@@ -42,24 +49,54 @@ def expand_inputs(patterns: list[str], output_folder: Path) -> tuple[list[Path],
     return files, problems
 
 
-def unique_output(folder: Path, stem: str, suffix: str, taken: set[Path]) -> Path:
-    """``folder/STEM SUFFIX``, or ``STEM_restored(_N)`` when that is taken; the chosen path is added to ``taken``
-    (the inputs and the outputs chosen so far)."""
+def earlier_outputs(folder: Path) -> frozenset[str]:
+    """The names of the files runs have written into ``folder``."""
+    try:
+        return frozenset((folder / OUTPUT_LIST).read_text(encoding="utf-8").splitlines())
+    except (FileNotFoundError, NotADirectoryError):
+        return frozenset()
+
+
+def record_output(destination: Path) -> None:
+    """Add a written output to its folder's list (one appended line: runs in parallel do not mix theirs)."""
+    with (destination.parent / OUTPUT_LIST).open("a", encoding="utf-8") as listing:
+        listing.write(destination.name + "\n")
+
+
+def unique_output(
+    folder: Path, stem: str, suffix: str, taken: set[Path], earlier: frozenset[str] | None = None
+) -> Path:
+    """``folder/STEM SUFFIX``, or ``STEM_restored(_N)`` when that is taken: by ``taken`` (the inputs and the
+    outputs chosen so far, to which the chosen path is added) or by a file no run wrote (``earlier``: the
+    folder's list, read when not given)."""
+    earlier = earlier_outputs(folder) if earlier is None else earlier
     candidate, number = folder / f"{stem}{suffix}", 0
-    while candidate.resolve() in taken:
+    while candidate.resolve() in taken or (candidate.name not in earlier and candidate.exists()):
         number += 1
         candidate = folder / f"{stem}{RESTORED_TAG}{'' if number == 1 else f'_{number}'}{suffix}"
     taken.add(candidate.resolve())
     return candidate
 
 
-def output_path(source: Path, folder: Path, settings: WriteSettings, taken: set[Path]) -> tuple[Path, str]:
+def output_path(
+    source: Path, folder: Path, settings: WriteSettings, taken: set[Path], earlier: frozenset[str] | None = None
+) -> tuple[Path, str]:
     """Where an image's result goes, and its format (the input's unless ``settings`` names one)."""
     kind = output_format(source, settings)
     suffix = source.suffix if FORMATS[kind] == ".jpg" and source.suffix.lower() == ".jpeg" else FORMATS[kind]
-    return unique_output(folder, source.stem, suffix, taken), kind
+    return unique_output(folder, source.stem, suffix, taken, earlier), kind
 
 
-def video_destination(source: Path, folder: Path, taken: set[Path]) -> Path:
+def video_destination(source: Path, folder: Path, taken: set[Path], earlier: frozenset[str] | None = None) -> Path:
     """Where a restored clip goes: its own name and container."""
-    return unique_output(folder, source.stem, source.suffix, taken)
+    return unique_output(folder, source.stem, source.suffix, taken, earlier)
+
+
+def kept_aside(destination: Path, source: Path, suffix: str, earlier: frozenset[str]) -> str | None:
+    """The report's note when ``destination`` took another name because the user's own file holds the natural one."""
+    natural = destination.with_name(f"{source.stem}{suffix}")
+    if natural == destination or natural.name in earlier or not natural.exists():
+        return None
+    if natural.resolve() == source.resolve():  # restored in place: the input keeps its name
+        return None
+    return f"{natural.name} exists and no run wrote it: it was left alone, the output is {destination.name}"

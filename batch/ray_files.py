@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from ..models.files import PARTIAL_SUFFIX, atomic_destination, partial_prefix
 from .imageio import IMAGE_SUFFIXES, WriteSettings
-from .naming import RESTORED_NAME, expand_inputs, output_path
+from .naming import RESTORED_NAME, earlier_outputs, expand_inputs, output_path
 from .videofiles import VIDEO_SUFFIXES
 
 # pyarrow filesystems whose objects appear whole when their upload completes (no rename needed, or cheap).
@@ -128,9 +128,11 @@ def plan(inputs: Sequence[str | Path], output: str | Path, settings: WriteSettin
                 seen.add(source.key())
                 sources.append(source)
     taken = set(seen)
+    earlier = earlier_outputs(folder) if local_output is not None else frozenset()
     rows = []
     for index, source in enumerate(sources):
-        destination, kind = output_path(PurePosixPath(source.path), folder, settings, taken)  # type: ignore[arg-type]
+        source_path = PurePosixPath(source.path)
+        destination, kind = output_path(source_path, folder, settings, taken, earlier)  # type: ignore[arg-type]
         if not is_uri(output):
             shown, path, root = str(destination), os.path.abspath(destination), None
         elif local_output is not None:

@@ -21,6 +21,7 @@ from ..pipeline import RestoreOptions
 from ..pipeline.inference import RestorationNetwork, faces_per_forward
 from ..pipeline.tasks import resolve_task
 from .claims import claim, mark_skipped, release
+from .naming import record_output
 from .imageio import WriteSettings
 from .ray_files import RemoteImage, filesystem, local_weights, upload
 from .runner import PREFETCH, Pending, prefetch, restore_group
@@ -266,6 +267,8 @@ class RestoreWorker:
             write.result()
             if remote:
                 upload(self._scratch_file(row), self._fs(root), row["destination_path"])
+            else:
+                record_output(Path(row["destination_path"]))
         except (OSError, ValueError) as error:
             entry.update(error=f"could not write {row['output']}: {error}", output=None)
         finally:

@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, TypedDict
+from typing import TypedDict
 
 from ..models.files import atomic_destination, remove_stale_partials
 
@@ -22,6 +22,8 @@ PROGRAM = "codeformer-restore"
 INTERRUPTED_STATUS = 130
 # ``--report -``: the report goes to stdout.
 STDOUT = "-"
+# Written and removed at once to learn whether a folder takes files.
+PROBE_NAME = ".codeformer-write-check"
 
 
 class ReportEntry(TypedDict, total=False):
@@ -41,18 +43,33 @@ class ReportEntry(TypedDict, total=False):
     error: str
 
 
-def report_file(target: str | None) -> Path | None | Literal[False]:
-    """The report file of ``--report`` (its folder made), None for stdout or no report; False, said on
-    stderr, when the folder cannot be made."""
-    if target in (None, STDOUT):
+def report_file(target: str | None) -> Path | None:
+    """The report file of ``--report``; None for stdout or no report."""
+    return None if target in (None, STDOUT) else Path(target)
+
+
+def report_problem(target: str | None) -> str | None:
+    """Why the report cannot be written to ``target`` (its folder is made), found before any work; None if it can."""
+    file = report_file(target)
+    if file is None:
         return None
-    file = Path(target)
+    if file.is_dir():
+        return f"the report {file} is a folder; give a file name, e.g. {file / 'report.json'}"
+    return writable_folder_problem(file.parent, f"the report's folder {file.parent}")
+
+
+def writable_folder_problem(folder: Path, what: str) -> str | None:
+    """Why files cannot be written into ``folder`` (made when missing); None when they can."""
+    if folder.exists() and not folder.is_dir():
+        return f"{what} is a file, not a folder"
     try:
-        file.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_destination(folder / PROBE_NAME) as probe:
+            probe.write_bytes(b"")
+        (folder / PROBE_NAME).unlink()
     except OSError as error:
-        print(f"{PROGRAM}: cannot write the report {file}: {error}", file=sys.stderr)
-        return False
-    return file
+        return f"cannot write into {what} ({error.strerror or error}); check its permissions and free space"
+    return None
 
 
 def write_report(
@@ -66,9 +83,9 @@ def write_report(
     file = report_file(target)
     if file is None:
         print(text, end="")
-    elif file is not False:
-        with atomic_destination(file) as temporary:
-            temporary.write_text(text)
+        return
+    with atomic_destination(file) as temporary:
+        temporary.write_text(text)
 
 
 def reported_run(
@@ -76,7 +93,9 @@ def reported_run(
 ) -> int:
     """Run ``work`` (which fills ``entries``), write the report however it ends and sum up; the exit status:
     0 when every input succeeded, 1 when one failed, 2 when the report cannot be written, 130 on Ctrl-C."""
-    if report_file(report) is False:
+    problem = report_problem(report)
+    if problem is not None:
+        print(f"{PROGRAM}: {problem}", file=sys.stderr)
         return 2
     for stale in remove_stale_partials(output_folder):
         print(f"{PROGRAM}: removed {stale.name}, left by a run that was killed", file=sys.stderr)

@@ -23,8 +23,8 @@ from ..pipeline import RestoreOptions, restore_faces
 from ..pipeline.inference import device_of, faces_per_forward
 from ..pipeline.video import VideoOptions
 from .claims import claim, mark_skipped, release
-from .imageio import LoadedImage, WriteSettings, read_image, write_image
-from .naming import output_path, video_destination
+from .imageio import LoadedImage, WriteSettings, depth_warning, read_image, write_image
+from .naming import earlier_outputs, kept_aside, output_path, record_output, video_destination
 from .report import ReportEntry
 from .videofiles import VIDEO_SUFFIXES, restore_video_file
 
@@ -69,6 +69,7 @@ def run(
     device = device_of(model)
     group_size = faces_per_forward(model, options)
     claimed: list[Path] = []
+    earlier = earlier_outputs(folder)
     try:
         # one scope for the whole run: freed memory is kept from image to image, not given back after each
         with (
@@ -78,8 +79,11 @@ def run(
             writes: list[tuple[ReportEntry, Future]] = []
             group: list[Pending] = []
             for source, decoded in prefetch(pool, files, ahead=max(PREFETCH, group_size)):
-                destination, kind = output_path(source, folder, settings, taken)
+                destination, kind = output_path(source, folder, settings, taken, earlier)
                 entry: ReportEntry = {"input": str(source), "output": str(destination)}
+                note = kept_aside(destination, source, destination.suffix, earlier)
+                if note is not None:
+                    entry["note"] = note
                 entries.append(entry)
                 holder = claim(destination)
                 if holder is None:
@@ -93,13 +97,14 @@ def run(
                     group = []
             writes += restore_group(group, model, options, settings, pool, progress)
             for clip in clips:
-                destination = video_destination(clip, folder, taken)
+                destination = video_destination(clip, folder, taken, earlier)
                 steady = video or VideoOptions()
                 entries.append(restore_clip(clip, destination, video_model or model, options, steady, skip_existing))
                 progress.step(clip, entries[-1])
             for entry, write in writes:
                 try:
                     write.result()
+                    record_output(Path(entry["output"]))
                 except (OSError, ValueError) as error:
                     entry.update(error=f"could not write {entry['output']}: {error}", output=None)
     finally:
@@ -128,6 +133,7 @@ def restore_clip(
             report = restore_video_file(source, destination, model, options, video)
         except (ValueError, OSError, FFmpegError, torch.OutOfMemoryError) as error:
             return {**entry, "error": str(error), "output": None}
+        record_output(destination)
         entry.update(faces=[], frames=report.frames, faces_restored=report.faces, tracks=report.tracks)
         return {**entry, "fps": report.fps, "seconds": round(time.perf_counter() - started, 3)}
     finally:
@@ -173,8 +179,10 @@ def _restore_decoded(
     for index, (item, image) in enumerate(decoded):
         faces = [dataclasses.replace(face, image_index=0) for face in result.faces if face.image_index == index]
         item.entry["faces"] = [face.to_dict() for face in faces]
-        if image.frames > 1:
-            item.entry["warning"] = f"{image.frames} frames (animated or multi-page): only the first was restored"
+        warnings = [f"{image.frames} frames (animated or multi-page): only the first was restored"] * (image.frames > 1)
+        warnings += filter(None, [depth_warning(image, item.kind)])
+        if warnings:
+            item.entry["warning"] = "; ".join(warnings)
         write = pool.submit(write_image, result.images[index], item.destination, image, settings, item.kind)
         writes.append((item.entry, write))
     return writes
@@ -207,14 +215,19 @@ class Progress:
             self.bar = tqdm(total=total, unit="image", file=sys.stderr)
 
     def step(self, source: Path, entry: ReportEntry) -> None:
+        """One input done: the bar moves (a failure is also printed above it), or a line says how it went."""
         self.count += 1
-        if self.bar is not None:
-            self.bar.update(1)
+        if entry.get("error"):
+            state = f"error: {entry['error']}"
+        else:
+            state = "skipped" if entry.get("skipped") else f"{len(entry.get('faces', []))} face(s)"
+        state += f" ({entry['warning']})" if entry.get("warning") else ""
+        if self.bar is None:
+            print(f"[{self.count}/{self.total}] {source.name}: {state}", file=sys.stderr)
             return
-        state = (
-            "error" if entry.get("error") else "skipped" if entry.get("skipped") else f"{len(entry['faces'])} face(s)"
-        ) + (f" ({entry['warning']})" if entry.get("warning") else "")
-        print(f"[{self.count}/{self.total}] {source.name}: {state}", file=sys.stderr)
+        if entry.get("error"):
+            self.bar.write(f"{source.name}: {state}", file=sys.stderr)
+        self.bar.update(1)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -20,11 +20,12 @@ import torch
 from ..batch.imageio import FORMATS, WriteSettings
 from ..batch.naming import expand_inputs
 from ..batch.preflight import missing_weights, with_upsampler
-from ..batch.report import ReportEntry, reported_run, write_report
+from ..batch.report import ReportEntry, report_problem, reported_run, writable_folder_problem, write_report
 from ..batch.runner import run
 from ..models import PRECISION_HELP, PRECISIONS, TASKS, CodeFormerWeightsError, load_codeformer
 from ..models.checkpoint import RESTORATION, checked_task
 from ..models.devices import default_device, usable_device
+from ..models.files import atomic_destination
 from ..models.official import OFFICIAL_CHECKPOINTS
 from ..models.onnx_network import BACKENDS, onnxruntime_network
 from ..models.upsamplers import REALESRGAN_X2PLUS
@@ -274,15 +275,16 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
     if args.export_workflow:
-        model_name = Path(args.model).name if args.model else OFFICIAL_CHECKPOINTS[options.task or RESTORATION].name
-        workflow = export_workflow(options, model_name, args.precision, "example.png")
-        args.export_workflow.write_text(json.dumps(workflow, indent=2) + "\n")
-        print(f"wrote {args.export_workflow}", file=sys.stderr)
-        return 0
+        return write_workflow(args, options)
     if args.ray is not None:  # the same run, restored by a Ray cluster's workers
         return ray.main(args, options, parser)
     if not args.inputs or args.output is None:
         parser.error("give INPUT... and -o OUTDIR (or --export-workflow FILE)")
+    output_problem = writable_folder_problem(args.output, f"the output folder {args.output}")
+    for problem in (output_problem, report_problem(args.report)):
+        if problem is not None:  # the run itself cannot work: said once, before anything loads
+            print(f"codeformer-restore: {problem}", file=sys.stderr)
+            return 2
     weights = args.model or OFFICIAL_CHECKPOINTS[options.task or RESTORATION].name
     missing = missing_weights(weights, options, upsampler_source(args), args.weights_dir)
     if missing is not None:
@@ -290,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         write_report(args.report, [], 0.0, cut=True, error=missing)
         return 2
     onnx = args.backend == "onnxruntime"
+    print(f"codeformer-restore: loading {weights} on {device}", file=sys.stderr)
     try:
         model = load_codeformer(weights, device=device, precision="fp32" if onnx and args.precision == "auto" else
                                 args.precision)  # fmt: skip
@@ -312,6 +315,20 @@ def main(argv: list[str] | None = None) -> int:
         lambda: run(files, images_model, options, args.output, settings, args.skip_existing, entries, video_options,
                     model),
     )  # fmt: skip
+
+
+def write_workflow(args: argparse.Namespace, options: RestoreOptions) -> int:
+    """``--export-workflow FILE``: the ComfyUI API workflow of these options, written whole (its folder made)."""
+    model_name = Path(args.model).name if args.model else OFFICIAL_CHECKPOINTS[options.task or RESTORATION].name
+    workflow = export_workflow(options, model_name, args.precision, "example.png")
+    try:
+        with atomic_destination(args.export_workflow) as temporary:
+            temporary.write_text(json.dumps(workflow, indent=2) + "\n")
+    except OSError as error:
+        print(f"codeformer-restore: cannot write {args.export_workflow} ({error.strerror or error})", file=sys.stderr)
+        return 2
+    print(f"wrote {args.export_workflow}", file=sys.stderr)
+    return 0
 
 
 def parse_device(name: str | None) -> torch.device:
