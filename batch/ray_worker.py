@@ -21,8 +21,8 @@ from ..pipeline import RestoreOptions
 from ..pipeline.inference import RestorationNetwork, faces_per_forward
 from ..pipeline.tasks import resolve_task
 from .claims import claim, mark_skipped, release
-from .naming import record_output
 from .imageio import WriteSettings
+from .naming import record_output
 from .ray_files import RemoteImage, filesystem, local_weights, upload
 from .runner import PREFETCH, Pending, prefetch, restore_group
 
