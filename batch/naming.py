@@ -2,17 +2,20 @@
 and one namer for the outputs of images and videos.
 
 An output never lands on an input, on another output of the run, or on a file the user keeps
-in the output folder: each folder lists the outputs written into it (``.codeformer-outputs``),
-and only those are replaced by a later run; another file of the same name is left alone and
-the output takes the next free ``NAME_restored(_N)``.
+in the output folder: the per-user cache lists, per output folder, the files runs wrote there
+(``outputs/<sha256 of the folder>.txt``, so the folder itself holds only what the user and the
+runs put there), and only those are replaced by a later run; another file of the same name is
+left alone and the output takes the next free ``NAME_restored(_N)``.
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
 import re
 from pathlib import Path
 
+from ..models.downloads import user_cache_dir
 from .imageio import FORMATS, IMAGE_SUFFIXES, WriteSettings, output_format
 from .videofiles import VIDEO_SUFFIXES
 
@@ -20,7 +23,6 @@ INPUT_SUFFIXES = (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES)
 # An output that would land on an input (same folder) is named NAME_restored(_N).
 RESTORED_TAG = "_restored"
 RESTORED_NAME = re.compile(rf".*{RESTORED_TAG}(_\d+)?")
-OUTPUT_LIST = ".codeformer-outputs"
 
 
 def expand_inputs(patterns: list[str], output_folder: Path) -> tuple[list[Path], list[dict]]:
@@ -49,18 +51,26 @@ def expand_inputs(patterns: list[str], output_folder: Path) -> tuple[list[Path],
     return files, problems
 
 
+def output_list(folder: Path) -> Path:
+    """Where the names of the files runs wrote into ``folder`` are kept."""
+    key = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()
+    return user_cache_dir() / "outputs" / f"{key}.txt"
+
+
 def earlier_outputs(folder: Path) -> frozenset[str]:
     """The names of the files runs have written into ``folder``."""
     try:
-        return frozenset((folder / OUTPUT_LIST).read_text(encoding="utf-8").splitlines())
-    except (FileNotFoundError, NotADirectoryError):
+        return frozenset(output_list(folder).read_text(encoding="utf-8").splitlines())
+    except FileNotFoundError:
         return frozenset()
 
 
 def record_output(destination: Path) -> None:
     """Add a written output to its folder's list (one appended line: runs in parallel do not mix theirs)."""
-    with (destination.parent / OUTPUT_LIST).open("a", encoding="utf-8") as listing:
-        listing.write(destination.name + "\n")
+    listing = output_list(destination.parent)
+    listing.parent.mkdir(parents=True, exist_ok=True)
+    with listing.open("a", encoding="utf-8") as file:
+        file.write(destination.name + "\n")
 
 
 def unique_output(
