@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import logging
 import re
 from pathlib import Path
 
@@ -23,6 +24,7 @@ INPUT_SUFFIXES = (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES)
 # An output that would land on an input (same folder) is named NAME_restored(_N).
 RESTORED_TAG = "_restored"
 RESTORED_NAME = re.compile(rf".*{RESTORED_TAG}(_\d+)?")
+LOG = logging.getLogger("codeformer_nodes")
 
 
 def expand_inputs(patterns: list[str], output_folder: Path) -> tuple[list[Path], list[dict]]:
@@ -68,9 +70,12 @@ def earlier_outputs(folder: Path) -> frozenset[str]:
 def record_output(destination: Path) -> None:
     """Add a written output to its folder's list (one appended line: runs in parallel do not mix theirs)."""
     listing = output_list(destination.parent)
-    listing.parent.mkdir(parents=True, exist_ok=True)
-    with listing.open("a", encoding="utf-8") as file:
-        file.write(destination.name + "\n")
+    try:
+        listing.parent.mkdir(parents=True, exist_ok=True)
+        with listing.open("a", encoding="utf-8") as file:
+            file.write(destination.name + "\n")
+    except OSError as error:  # the output is written; a later run will take it for the user's and keep it
+        LOG.warning("could not list %s among the outputs in %s (%s)", destination.name, listing, error)
 
 
 def unique_output(
