@@ -135,6 +135,8 @@ def restore_clip(
             return {**entry, "error": str(error), "output": None}
         record_output(destination)
         entry.update(faces=[], frames=report.frames, faces_restored=report.faces, tracks=report.tracks)
+        if report.warning is not None:
+            entry["warning"] = report.warning
         return {**entry, "fps": report.fps, "seconds": round(time.perf_counter() - started, 3)}
     finally:
         if holder is None:

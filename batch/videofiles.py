@@ -9,8 +9,10 @@ beside the destination and renamed into place when complete (``models.files``).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +38,7 @@ class VideoReport:
     faces: int
     tracks: int
     fps: float
+    warning: str | None = None
 
 
 def restore_video_file(
@@ -63,16 +66,27 @@ def _write(container, stream, fps, path: Path, suffix: str, model, options, vide
 
     frames = faces = 0
     tracks: set[int] = set()
+    width, height = stream.codec_context.width, stream.codec_context.height
+    even = (width + width % 2, height + height % 2)  # 4:2:0 chroma needs even sides
+    warning = None if even == (width, height) else (
+        f"odd frame size {width}x{height}: padded to {even[0]}x{even[1]} (the encoder needs even sides), "
+        "the last column or row repeated"
+    )  # fmt: skip
+    times: deque[float | None] = deque()
     with av.open(str(path), "w", format=_format(suffix)) as output:
         encoder = output.add_stream(CODECS.get(suffix.lower(), DEFAULT_CODEC), rate=fps)
-        encoder.width, encoder.height = stream.codec_context.width, stream.codec_context.height
+        encoder.width, encoder.height = even
         encoder.pix_fmt = "yuv420p"
         encoder.options = {"crf": CRF}
         audio = {a.index: output.add_stream_from_template(a) for a in container.streams.audio}
-        for result in restore_video(_decoded(container, stream), model, options, video):
+        last_pts, start = -1, None
+        for result in restore_video(_decoded(container, stream, times), model, options, video):
             pixels = (result.images[0][..., :3].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(_rgb(pixels)), format="rgb24")
-            frame.pts = frames
+            pixels = np.pad(_rgb(pixels), ((0, even[1] - height), (0, even[0] - width), (0, 0)), mode="edge")
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb24")
+            time = times.popleft()
+            start = time if start is None else start
+            frame.pts = last_pts = _pts(None if time is None else time - start, fps, frames, last_pts)
             for packet in encoder.encode(frame):
                 output.mux(packet)
             frames += 1
@@ -89,12 +103,23 @@ def _write(container, stream, fps, path: Path, suffix: str, model, options, vide
                     continue
                 packet.stream = audio[packet.stream.index]
                 output.mux(packet)
-    return VideoReport(frames=frames, faces=faces, tracks=len(tracks), fps=float(fps))
+    return VideoReport(frames=frames, faces=faces, tracks=len(tracks), fps=float(fps), warning=warning)
 
 
-def _decoded(container, stream) -> Iterator[np.ndarray]:  # noqa: ANN001 (PyAV objects)
+def _decoded(container, stream, times: deque[float | None]) -> Iterator[np.ndarray]:  # noqa: ANN001 (PyAV objects)
+    """The frames as RGB arrays; each one's time (seconds, None when unknown) is appended to ``times``."""
     for frame in container.decode(stream):
+        times.append(frame.time)
         yield frame.to_ndarray(format="rgb24")
+
+
+def _pts(time: float | None, fps: Fraction, index: int, last: int) -> int:
+    """A frame's timestamp at the output's rate from its time after the first frame: where the input shows it
+    (so a variable-rate clip keeps its timing and its audio stays in sync), after the previous one; its index
+    when the input has no time."""
+    if time is None:
+        return max(index, last + 1)
+    return max(round(time * fps), last + 1)
 
 
 def _rgb(pixels: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ import io
 import json
 import random
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -209,3 +210,66 @@ def test_sixteen_bit_pngs_stay_sixteen_bit(helper_weights, tmp_path, mode):
     assert written.dtype == np.uint16 and written.shape[:2] == rgb.shape[:2]
     assert len(np.unique(written)) > 256  # more levels than 8 bits hold
     assert ("warning" in entries[0]) == (mode == "RGB")  # colour goes through OpenCV, without the metadata
+
+
+# --- video files ------------------------------------------------------------------------------------
+
+
+def write_timed_clip(path: Path, size: tuple[int, int], times_ms: list[int], codec: str) -> None:
+    """Noise frames (no face) shown at ``times_ms``, in a Matroska file."""
+    import av
+
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=25)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = Fraction(1, 1000)
+        for time in times_ms:
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8), "rgb24")
+            frame.pts, frame.time_base = time, Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def frame_times(path: Path) -> tuple[list[float], tuple[int, int]]:
+    import av
+
+    with av.open(str(path)) as clip:
+        frames = list(clip.decode(video=0))
+        return [frame.time for frame in frames], (frames[0].width, frames[0].height)
+
+
+def test_an_odd_sized_video_is_padded_and_says_so(helper_weights, tmp_path):
+    from .test_video import FRAME_BY_FRAME, RecordingNetwork
+
+    clip = tmp_path / "in" / "odd.mkv"
+    clip.parent.mkdir()
+    write_timed_clip(clip, (63, 47), [0, 40, 80], "ffv1")
+    network, settings = RecordingNetwork(), WriteSettings()
+    entries = run([clip], network, options(helper_weights), tmp_path / "out", settings, False, video=FRAME_BY_FRAME)
+    assert "padded to 64x48" in entries[0]["warning"] and entries[0]["frames"] == 3
+    assert frame_times(tmp_path / "out" / "odd.mkv")[1] == (64, 48)
+
+
+def test_a_variable_rate_video_keeps_its_timing(helper_weights, tmp_path):
+    from .test_video import FRAME_BY_FRAME, RecordingNetwork
+
+    clip = tmp_path / "in" / "vfr.mkv"
+    clip.parent.mkdir()
+    shown = [0, 40, 80, 400, 440, 1000]  # a pause, then one late frame: a constant rate would shift them
+    write_timed_clip(clip, (64, 48), shown, "libx264")
+    run(
+        [clip],
+        RecordingNetwork(),
+        options(helper_weights),
+        tmp_path / "out",
+        WriteSettings(),
+        False,
+        video=FRAME_BY_FRAME,
+    )
+    times, _ = frame_times(tmp_path / "out" / "vfr.mkv")
+    assert len(times) == len(shown)
+    assert max(abs(time - ms / 1000) for time, ms in zip(times, shown, strict=True)) <= 0.021  # within a frame
