@@ -36,6 +36,7 @@ import math
 import sys
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ..models.files import remove_stale_partials
@@ -133,38 +134,16 @@ def restore_with_ray(
         if started_ray:
             ray.init(address=address, logging_level=logging.WARNING)
         ray_logger.setLevel(logging.ERROR)  # its notes (progress bars off, ...) would drown the per-image lines
-        resources = ray.cluster_resources()
         on_gpu = spec.factory is None and (spec.device or "cuda").startswith("cuda")
-        gpus = int(resources.get("GPU", 0)) if on_gpu else 0
-        cpus = cpus_per_worker or 1.0
-        if workers is None:
-            by_memory = int(resources.get("memory", math.inf) // CPU_WORKER_MEMORY)
-            workers = gpus or max(1, min(int(resources.get("CPU", 1) // cpus), by_memory))
-        # Few images: smaller batches, so that each worker gets several and they end together.
-        largest = GPU_BATCH if gpus else CPU_BATCH
-        batch = batch_size or max(1, min(largest, math.ceil(len(todo) / (workers * BATCHES_PER_WORKER))))
-        workers = min(workers, math.ceil(len(todo) / batch))
+        pool = _pool(ray.cluster_resources(), on_gpu, len(todo), workers, cpus_per_worker or 1.0, batch_size)
+        gpus, cpus, workers, batch = pool.gpus, pool.cpus, pool.workers, pool.batch
         ledger_name = f"codeformer-ledger-{uuid.uuid4().hex}"
         ledger = ray.remote(num_cpus=0)(Ledger).options(name=ledger_name).remote()
         config = WorkerConfig(spec, options, settings, skip_existing, max(1, round(cpus)), ledger_name, attempts)
-        dataset = _dataset(ray, todo, config, workers, cpus, 1 if gpus else 0, batch)
-        batches = dataset.iter_batches(batch_size=None, batch_format="pyarrow")
+        dataset = _dataset(ray, todo, config, workers, cpus, gpus, batch)
         try:
-            for table in batches:
-                received = []
-                for index, text in zip(table["index"].to_pylist(), table["entry"].to_pylist(), strict=True):
-                    entry = json.loads(text)
-                    if "fatal" in entry:
-                        raise WorkerSetupError(entry["fatal"])
-                    received.append(index)
-                    if index not in results:
-                        results[index] = entry
-                        progress.step(PurePosixPath(by_index[index]["input"]), entry)
-                ledger.forget.remote(received)
+            _collect(dataset, ledger, results, by_index, progress)
         finally:
-            close = getattr(batches, "close", None)
-            if close is not None:
-                close()
             ray.kill(ledger)
         for row in todo:
             if row["index"] not in results:  # its task failed in a way the worker could not report
@@ -179,6 +158,51 @@ def restore_with_ray(
         progress.close()
         _remove_partials(rows)
     return entries
+
+
+@dataclass(frozen=True)
+class _Pool:
+    """The actor pool of a run: GPUs per actor (0 or 1), CPUs per actor, actors, images per task."""
+
+    gpus: int
+    cpus: float
+    workers: int
+    batch: int
+
+
+def _pool(
+    resources: dict, on_gpu: bool, images: int, workers: int | None, cpus: float, batch_size: int | None
+) -> _Pool:
+    """One actor per GPU, else per ``cpus`` CPUs as memory allows; batches small enough that every actor
+    gets several when the images are few (so that they end together), and no actor without a batch."""
+    gpus = int(resources.get("GPU", 0)) if on_gpu else 0
+    if workers is None:
+        by_memory = int(resources.get("memory", math.inf) // CPU_WORKER_MEMORY)
+        workers = gpus or max(1, min(int(resources.get("CPU", 1) // cpus), by_memory))
+    largest = GPU_BATCH if gpus else CPU_BATCH
+    batch = batch_size or max(1, min(largest, math.ceil(images / (workers * BATCHES_PER_WORKER))))
+    return _Pool(1 if gpus else 0, cpus, min(workers, math.ceil(images / batch)), batch)
+
+
+def _collect(dataset, ledger, results: dict[int, dict], by_index: dict[int, dict], progress: Progress) -> None:  # noqa: ANN001 (Ray objects)
+    """Take each image's entry as its batch comes back (the first one counts: a retried batch repeats some)."""
+    batches = dataset.iter_batches(batch_size=None, batch_format="pyarrow")
+    try:
+        for table in batches:
+            received = []
+            for index, text in zip(table["index"].to_pylist(), table["entry"].to_pylist(), strict=True):
+                entry = json.loads(text)
+                if "fatal" in entry:
+                    raise WorkerSetupError(entry["fatal"])
+                received.append(index)
+                if index not in results:
+                    results[index] = entry
+                    progress.step(PurePosixPath(by_index[index]["input"]), entry)
+            ledger.forget.remote(received)
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
 
 
 def _dataset(ray, rows: list[dict], config: WorkerConfig, workers: int, cpus: float, gpus: int, batch: int):
