@@ -401,18 +401,18 @@ def device_against_cpu(setup: Setup) -> dict[str, object]:
         detector=DETECTOR, weights_dir=setup.weights_dir, fidelity=FIDELITY, parse_mask=setup.parse
     )
     images = setup.photos()
-    results, chunks = {}, {}
-    for device in (torch.device("cpu"), setup.device):
-        chunks[device.type] = ChunkLog()
-        results[device.type] = restore_faces(images, MirrorNetwork().to(device), options, on_chunk=chunks[device.type])
-    cpu, other = results["cpu"], results[setup.device.type]
+    chunks = ChunkLog()
+    cpu = restore_faces(images, MirrorNetwork(), options)
+    other = restore_faces(images, MirrorNetwork().to(setup.device), options, on_chunk=chunks)
     values: dict[str, object] = {
         "against": f"{setup.device.type} vs cpu",
         "faces": f"{len(other.faces)} (cpu {len(cpu.faces)})",
-        f"chunks on {setup.device.type}": chunks[setup.device.type].sizes,
+        f"chunks on {setup.device.type}": chunks.sizes,
     }
-    if len(cpu.faces) != len(other.faces):
-        raise CheckFailed("the device found other faces than the CPU", values)
+    if not cpu.faces or len(cpu.faces) != len(other.faces):
+        raise CheckFailed("no face found, or the device found other faces than the CPU", values)
+    if setup.device.type == "cuda" and len(chunks.sizes) != 1:
+        raise CheckFailed("the faces of the two photos did not share one chunk on the GPU", values)
     landmarks = max(
         float(np.abs(np.subtract(a.landmarks, b.landmarks)).max()) for a, b in zip(cpu.faces, other.faces, strict=True)
     )

@@ -107,7 +107,7 @@ def cuda_tests(smoke: bool) -> dict[str, object]:
         summary = done.stdout.strip().splitlines()[-1:] or [done.stderr.strip()[-300:]]
         if done.returncode != 0 or not summary[0].split("/")[0].isdigit() or summary[0].startswith("0/"):
             raise CheckFailed("the tests marked cuda were not collected", {"pytest": summary[0]})
-        raise CheckSkipped(f"no CUDA; {summary[0]}")
+        raise CheckSkipped(f"{'smoke run' if smoke else 'no CUDA'}; {summary[0]}")
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=TESTS_TIMEOUT_S)
     lines = done.stdout.strip().splitlines()
     values = {"pytest": lines[-1] if lines else done.stderr.strip()[-300:]}
