@@ -226,9 +226,7 @@ class PrecisionSweep:
         photos = normalised(self.setup.photo_crops())
         if self.setup.smoke:  # the reference codes are the recipe network's, not the tiny one's
             return photos, 0
-        from safetensors.torch import load_file
-
-        reference = load_file(str(SHARED / "reference" / "vectors.safetensors"))["batch2_input"]
+        reference = reference_vectors()["batch2_input"]
         return torch.cat([reference, photos]), reference.shape[0]
 
     def measure(self, mode: str) -> dict[str, object]:
@@ -259,7 +257,7 @@ class PrecisionSweep:
         if mode == "fp32":
             self.baseline = (levels, codes)
             if reference_count:
-                expected = load_reference_codes()
+                expected = reference_vectors()["batch2_code_indices"]
                 flipped = int((codes[:reference_count] != expected).sum())
                 values["codes flipped vs reference"] = f"{flipped}/{expected.numel()}"
                 if flipped:
@@ -286,10 +284,11 @@ class PrecisionSweep:
         return values
 
 
-def load_reference_codes() -> torch.Tensor:
+def reference_vectors() -> dict[str, torch.Tensor]:
+    """The reference's two-face batch (``batch2_input``) and its float64 codes (``batch2_code_indices``)."""
     from safetensors.torch import load_file
 
-    return load_file(str(SHARED / "reference" / "vectors.safetensors"))["batch2_code_indices"]
+    return load_file(str(SHARED / "reference" / "vectors.safetensors"))
 
 
 def ms_per_face(network: torch.nn.Module, face: torch.Tensor, batch: int, repeats: int) -> float:
