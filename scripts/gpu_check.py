@@ -89,6 +89,8 @@ def run_check(section: str, name: str, check, started: float, budget_s: float) -
     except SCRIPT_ERRORS as error:
         traceback.print_exc()
         status = f"BUG: {type(error).__name__}: {first_line(error)} (traceback above)"
+    if not isinstance(values, dict):
+        values, status = {}, f"BUG: the check returned {type(values).__name__}, not its numbers"
     row = Row(section, name, status, round(time.perf_counter() - begin, 1), values)
     print(f"[{row.seconds:6.1f} s] {section} / {name}: {status}", flush=True)
     return row
