@@ -7,7 +7,17 @@ from pathlib import Path
 
 import numpy as np
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _shared_folder() -> Path:
+    """``../shared`` beside the project, or ``shared/`` inside it where only that exists (a copy of the
+    working tree on another machine, e.g. a GPU's)."""
+    beside, inside = ROOT.parent / "shared", ROOT / "shared"
+    return inside if inside.is_dir() and not beside.is_dir() else beside
+
+
+SHARED = _shared_folder()
 PHOTOS = SHARED / "testdata" / "photos"
 # x of the four face centres in group_four.png
 GROUP_FOUR_FACE_CENTRES = (214, 471, 693, 934)

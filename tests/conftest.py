@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from benchmarks.scenes import SHARED
 from codeformer_nodes import CodeFormer, load_codeformer
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 REFERENCE = SHARED / "reference"
 TESTDATA = SHARED / "testdata"
 

@@ -4,7 +4,9 @@ for ``benchmarks/bench_pipeline.py``.
 
 It runs in a subprocess whose ``sys.path`` starts with a patched copy of the package
 (``benchmarks.scenes.official_codeformer``), so that the copy's ``weights/`` folder and its
-one-line patch are the ones used. The restoring network is a stand-in (the face mirrored,
+one-line patch are the ones used. With ``"device": "cuda"`` in the job the helper and the network run
+on that GPU, as the official command runs them there; ``"parse_mask": false`` in a case turns ParseNet off
+(the command always has it on; quick smoke runs do not). The restoring network is a stand-in (the face mirrored,
 the same on our side: the tests compare the flow around the network, which the network does
 not change) or, with ``"weights"``, the official CodeFormer network from that file. Usage:
 ``python official_flow_runner.py JOB.json``; writes ``<out>/<case>.npz`` with the image, the
@@ -49,23 +51,23 @@ def esrgan_upsampler(path: str, config: dict, tile: int):
     )  # fmt: skip
 
 
-def official_network(weights: str) -> torch.nn.Module:
-    """The official network as the official command builds it, in float32."""
+def official_network(weights: str, device: torch.device) -> torch.nn.Module:
+    """The official network as the official command builds it, in float32, on ``device``."""
     from codeformer.basicsr.utils.registry import ARCH_REGISTRY
 
     network = ARCH_REGISTRY.get("CodeFormer")(
         dim_embd=512, codebook_size=1024, n_head=8, n_layers=9, connect_list=["32", "64", "128", "256"]
     )
     network.load_state_dict(torch.load(weights, weights_only=True)["params_ema"])
-    return network.eval()
+    return network.eval().to(device)
 
 
-def run_case(case: dict, out: Path, upsamplers: dict[str, dict], repeats: int) -> None:
-    network = official_network(case["weights"]) if case.get("weights") else None
+def run_case(case: dict, out: Path, upsamplers: dict[str, dict], repeats: int, device: torch.device) -> None:
+    network = official_network(case["weights"], device) if case.get("weights") else None
     best = None
     for _ in range(repeats + (network is not None)):  # a real network gets a warm-up run
         started = time.perf_counter()
-        result = restore_once(case, upsamplers, network)
+        result = restore_once(case, upsamplers, network, device)
         result["seconds"] = np.array(time.perf_counter() - started)
         if best is None or result["seconds"] < best["seconds"]:
             best = result
@@ -73,7 +75,9 @@ def run_case(case: dict, out: Path, upsamplers: dict[str, dict], repeats: int) -
     np.savez(out / f"{case['name']}.npz", **best)
 
 
-def restore_once(case: dict, upsamplers: dict[str, dict], network: torch.nn.Module | None) -> dict[str, np.ndarray]:
+def restore_once(
+    case: dict, upsamplers: dict[str, dict], network: torch.nn.Module | None, device: torch.device
+) -> dict[str, np.ndarray]:
     from codeformer.basicsr.utils import img2tensor, tensor2img
     from codeformer.facelib.utils.face_restoration_helper import FaceRestoreHelper
     from codeformer.facelib.utils.misc import is_gray
@@ -82,8 +86,9 @@ def restore_once(case: dict, upsamplers: dict[str, dict], network: torch.nn.Modu
     img = np.load(case["image"])  # BGR uint8, as cv2.imread(path, IMREAD_COLOR) reads it
     upscale = case.get("upscale", 2)
     helper = FaceRestoreHelper(
-        upscale, face_size=512, crop_ratio=(1, 1), det_model=DETECTOR, save_ext="png", use_parse=True,
-        device=torch.device("cpu"),
+        upscale, face_size=512, crop_ratio=(1, 1), det_model=DETECTOR, save_ext="png",
+        use_parse=case.get("parse_mask", True),
+        device=device,
     )  # fmt: skip
     upsampler = None
     if case.get("upsampler"):
@@ -103,7 +108,10 @@ def restore_once(case: dict, upsamplers: dict[str, dict], network: torch.nn.Modu
         normalize(face, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), inplace=True)
         started = time.perf_counter()
         with torch.no_grad():
-            output = mirror_network(face[None]) if network is None else network(face[None], w=case["w"], adain=True)[0]
+            face = face[None].to(device)
+            output = mirror_network(face) if network is None else network(face, w=case["w"], adain=True)[0]
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # the network's own time, not the copy that waits for it
         in_network += time.perf_counter() - started
         restored = tensor2img(output, rgb2bgr=True, min_max=(-1, 1)).astype("uint8")
         helper.add_restored_face(restored, cropped_face)
@@ -133,8 +141,9 @@ def main() -> None:
     for path, config in upsamplers.items():  # random weights of the given shape
         torch.manual_seed(0)
         torch.save({"params_ema": esrgan(config).state_dict()}, path)
+    device = torch.device(job.get("device", "cpu"))
     for case in job["cases"]:
-        run_case(case, Path(job["out"]), upsamplers, job.get("repeats", 1))
+        run_case(case, Path(job["out"]), upsamplers, job.get("repeats", 1), device)
 
 
 if __name__ == "__main__":

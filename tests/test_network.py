@@ -139,6 +139,32 @@ def test_bfloat16_runs_and_stays_close(model, vectors):
     assert max_diff(logits, vectors["code_only_logits"]) <= BF16_LOGITS_ATOL
 
 
+NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.cuda
+@NEEDS_CUDA
+def test_float32_on_cuda_matches_the_reference_with_tf32_off(model, vectors):
+    """CUDA runs float32 convolutions in TF32 by default, enough to flip codes: the network turns it off
+    while it runs, and gives the caller's settings back afterwards."""
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    saved = (conv.fp32_precision, matmul.fp32_precision)
+    conv.fp32_precision = matmul.fp32_precision = "tf32"
+    try:
+        network = CodeFormer(model.config).eval()
+        network.load_state_dict(model.state_dict())
+        network.to("cuda")
+        with torch.inference_mode():
+            out, logits, _ = network(vectors["input"].cuda(), w=0.5, adain=True)
+        assert (conv.fp32_precision, matmul.fp32_precision) == ("tf32", "tf32"), "the caller's settings came back"
+    finally:
+        conv.fp32_precision, matmul.fp32_precision = saved
+    assert torch.equal(logits.argmax(dim=2)[0].cpu(), vectors["code_indices"])
+    assert max_diff(logits.cpu(), vectors["code_only_logits"]) <= 1e-4
+    assert max_diff(out.cpu(), vectors["out_w0.5_adain1"]) <= 5e-4
+
+
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="float16 is for CUDA (CPU half convolutions are too slow)")
 def test_float16_on_cuda(model, vectors):
     network = CodeFormer(model.config).eval()

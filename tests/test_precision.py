@@ -9,11 +9,20 @@ import pytest
 import torch
 
 from codeformer_nodes.codeformer_arch.precision import run_in_half
-from codeformer_nodes.models import Precision, choose_precision, has_native_bfloat16, load_codeformer
+from codeformer_nodes.models import (
+    DeviceCapabilities,
+    Precision,
+    choose_precision,
+    device_capabilities,
+    has_native_bfloat16,
+    load_codeformer,
+)
 
 CPU = torch.device("cpu")
 # Restored faces of the mixed mode against float32, as uint8 images (the issue's bar).
 MIXED_FACE_PSNR = 40.0
+FLOAT32_ALONE = Precision(torch.float32)
+NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 def uint8_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -39,6 +48,60 @@ def test_names_mean_modes_the_device_runs_well():
         choose_precision("int8", CPU)
     assert not Precision(torch.bfloat16).keeps_codes
     assert str(Precision(torch.float32, torch.bfloat16)) == "float32 codes, bfloat16 generator"
+
+
+MIXED_BF16 = Precision(torch.float32, torch.bfloat16)
+# (capabilities, what auto picks, the names refused): mocked devices, none of which need be here.
+MOCKED_DEVICES = {
+    "Hopper H100": (DeviceCapabilities("cuda", cuda_capability=(9, 0)), MIXED_BF16, ()),
+    "Ampere A100": (DeviceCapabilities("cuda", cuda_capability=(8, 0)), MIXED_BF16, ()),
+    "Turing T4": (DeviceCapabilities("cuda", cuda_capability=(7, 5)), FLOAT32_ALONE, ("mixed-bf16", "bf16")),
+    "Volta V100": (DeviceCapabilities("cuda", cuda_capability=(7, 0)), FLOAT32_ALONE, ("mixed-bf16", "bf16")),
+    "ROCm MI250": (DeviceCapabilities("cuda", rocm_arch="gfx90a"), MIXED_BF16, ()),
+    "ROCm RX 7900": (DeviceCapabilities("cuda", rocm_arch="gfx1100"), MIXED_BF16, ()),
+    "ROCm Radeon VII": (DeviceCapabilities("cuda", rocm_arch="gfx906"), FLOAT32_ALONE, ("mixed-bf16", "bf16")),
+    "Apple mps": (DeviceCapabilities("mps"), FLOAT32_ALONE, ("mixed-bf16", "bf16", "mixed-fp16", "fp16")),
+    "CPU with AMX": (DeviceCapabilities("cpu", cpu_bfloat16=True), MIXED_BF16, ("mixed-fp16", "fp16")),
+    "CPU with AVX2 alone": (DeviceCapabilities("cpu"), FLOAT32_ALONE, ("mixed-bf16", "bf16", "mixed-fp16", "fp16")),
+}
+
+
+@pytest.mark.parametrize("label", MOCKED_DEVICES)
+def test_auto_never_picks_a_mode_the_device_lacks(label):
+    capabilities, expected, refused = MOCKED_DEVICES[label]
+    device = torch.device(capabilities.device_type)
+    assert choose_precision("auto", device, capabilities) == expected
+    for name in ("fp32", "mixed-bf16", "mixed-fp16", "bf16", "fp16"):
+        if name in refused:
+            with pytest.raises(ValueError, match="for CUDA GPUs|needs bfloat16 in hardware"):
+                choose_precision(name, device, capabilities)
+        else:
+            assert isinstance(choose_precision(name, device, capabilities), Precision)
+
+
+def test_capabilities_are_those_of_the_given_gpu(monkeypatch):
+    """A pre-Ampere card as cuda:1 beside an Ampere cuda:0: torch's ``is_bf16_supported`` asks the current
+    device (cuda:0); the probe must ask cuda:1."""
+    capability = {0: (8, 6), 1: (7, 5)}
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability[device.index])
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert device_capabilities(torch.device("cuda", 1)) == DeviceCapabilities("cuda", cuda_capability=(7, 5))
+    assert choose_precision("auto", torch.device("cuda", 1)) == FLOAT32_ALONE
+    assert choose_precision("auto", torch.device("cuda", 0)) == MIXED_BF16
+
+
+def test_rocm_capabilities_come_from_the_architecture(monkeypatch):
+    """torch says every ROCm GPU has bfloat16; an RDNA2 card (gfx1030) emulates it."""
+
+    class Properties:
+        gcnArchName = "gfx1030:sramecc-:xnack-"
+
+    monkeypatch.setattr(torch.version, "hip", "6.2")
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: Properties())
+    assert device_capabilities(torch.device("cuda", 0)) == DeviceCapabilities("cuda", rocm_arch="gfx1030")
+    assert choose_precision("auto", torch.device("cuda", 0)) == FLOAT32_ALONE
+    assert device_capabilities(torch.device("mps")) == DeviceCapabilities("mps")
 
 
 def test_half_overflow_is_rerun_in_float32(caplog):
@@ -85,8 +148,17 @@ def test_generator_dtype_is_checked():
                 "takes minutes per face",
             ),
         ),
+        pytest.param("cuda", torch.float16, marks=[pytest.mark.cuda, NEEDS_CUDA]),
         pytest.param(
-            "cuda", torch.float16, marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+            "cuda",
+            torch.bfloat16,
+            marks=[
+                pytest.mark.cuda,
+                pytest.mark.skipif(
+                    not torch.cuda.is_available() or not has_native_bfloat16(torch.device("cuda")),
+                    reason="needs a CUDA GPU with bfloat16 (Ampere or newer)",
+                ),
+            ],
         ),
     ],
 )
