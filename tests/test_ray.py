@@ -284,14 +284,17 @@ def test_remote_files_read_and_upload_as_local_ones(photos, tmp_path):
         assert stream.read() == (photos / "small.jpg").read_bytes()
 
 
-def test_plan_names_outputs_as_the_local_cli(tmp_path):
+def test_plan_names_outputs_as_the_local_cli(tmp_path, monkeypatch):
+    from codeformer_nodes.batch.naming import record_output
     from codeformer_nodes.batch.ray_files import plan, uri_of_path
 
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # where runs list their outputs
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     for folder in ("a", "b"):
         Image.new("RGB", (8, 8)).save(tmp_path / folder / "x.png")
     (tmp_path / "a" / "x_restored.png").write_bytes(b"")  # an earlier output in an input folder
+    record_output(tmp_path / "a" / "x_restored.png")
     patterns = [str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path / "none*")]
     rows, problems = plan(patterns, tmp_path / "a", WriteSettings())
     assert [Path(row["output"]).name for row in rows] == ["x_restored.png", "x_restored_2.png"]
