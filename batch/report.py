@@ -49,7 +49,7 @@ def report_file(target: str | None) -> Path | None:
 
 
 def report_problem(target: str | None) -> str | None:
-    """Why the report cannot be written to ``target`` (its folder is made), found before any work; None if it can."""
+    """Why the report cannot be written to ``target``, found before any work; None when it can."""
     file = report_file(target)
     if file is None:
         return None
@@ -59,14 +59,17 @@ def report_problem(target: str | None) -> str | None:
 
 
 def writable_folder_problem(folder: Path, what: str) -> str | None:
-    """Why files cannot be written into ``folder`` (made when missing); None when they can."""
-    if folder.exists() and not folder.is_dir():
-        return f"{what} is a file, not a folder"
+    """Why files cannot be written into ``folder``; None when they can. Nothing is made: a missing folder is
+    judged by the nearest folder above it that exists (where it would be made)."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{what} is a file, not a folder" if existing == folder else f"{what} lies inside {existing}, a file"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with atomic_destination(folder / PROBE_NAME) as probe:
+        with atomic_destination(existing / PROBE_NAME) as probe:
             probe.write_bytes(b"")
-        (folder / PROBE_NAME).unlink()
+        (existing / PROBE_NAME).unlink()
     except OSError as error:
         return f"cannot write into {what} ({error.strerror or error}); check its permissions and free space"
     return None
