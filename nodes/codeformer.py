@@ -23,6 +23,7 @@ from .sockets import (
     crops_or_placeholder,
     detection_options,
     parse_indices,
+    parse_sweep,
     stack_images,
 )
 
@@ -91,11 +92,7 @@ class CodeFormerFidelity:
         fidelity: float | FidelityRamp = w
         if size_ramp:
             fidelity = FidelityRamp(small_face_w, large_face_w, small_face_size, large_face_size)
-        values = tuple(float(v) for v in sweep.replace(";", ",").split(",") if v.strip())
-        for value in values:
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"sweep value {value} is outside [0, 1]")
-        return (FidelityControl(fidelity=fidelity, visibility=visibility, sweep=values),)
+        return (FidelityControl(fidelity=fidelity, visibility=visibility, sweep=parse_sweep(sweep)),)
 
 
 class CodeFormerRestoreFaces:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +74,28 @@ def parse_indices(text: str) -> tuple[int, ...]:
         return tuple(int(part) for part in text.replace(";", ",").split(",") if part.strip())
     except ValueError as error:
         raise ValueError(f"face_indices must be whole numbers separated by commas, e.g. 0,2; got {text!r}") from error
+
+
+def parse_sweep(text: str) -> tuple[float, ...]:
+    """The sweep widget's w values ("0, 0.5, 1"); blank for no sweep. A part that is empty or no number in
+    [0, 1] is named, with its position, rather than skipped."""
+    if not text.strip():
+        return ()
+    parts = text.replace(";", ",").split(",")
+    values = []
+    for position, part in enumerate(parts, start=1):
+        try:
+            value = float(part)
+        except ValueError:
+            value = math.nan
+        if not 0.0 <= value <= 1.0:
+            problem = "is empty" if not part.strip() else f"({part.strip()!r}) is no number or lies outside [0, 1]"
+            raise ValueError(
+                f"sweep {text!r}: part {position} of {len(parts)} {problem}; write w values in [0, 1] separated "
+                "by commas, e.g. 0, 0.5, 1"
+            )
+        values.append(value)
+    return tuple(values)
 
 
 def stack_images(images: list[torch.Tensor]) -> torch.Tensor:

@@ -27,12 +27,13 @@ import torch
 from ..codeformer_arch import Encoded
 from ..models.cpu_memory import keep_freed_cpu_memory
 from .detection import Detection, FaceDetector, load_detector
+from .errors import OptionError
 from .faces import detect_in_image, in_input_pixels, select_faces
 from .flows import working_scale
 from .geometry import FACE_SIZE, affine_in_input_pixels, crop_face, estimate_alignment
 from .images import as_image_list, enlarged, image_is_grey, normalise, to_uint8_rgb
 from .inference import RestorationNetwork, as_restored_crops, auto_chunk_size, device_of, dtype_of, run_network
-from .options import RestoreOptions
+from .options import RestoreOptions, check_flag, check_indices, check_size, check_unit, check_whole
 from .paste import paste_faces
 from .restore import with_upsamplers
 from .results import FaceInfo, RestoreResult
@@ -84,15 +85,25 @@ class VideoOptions:
     tracks: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        for name in ("landmark_window", "code_window"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1 frame; got {getattr(self, name)}")
-        if not 0 <= self.max_gap <= self.track_memory:
-            raise ValueError(f"need 0 <= max_gap <= track_memory; got {self.max_gap} and {self.track_memory}")
-        if not self.code_margin >= 0:
-            raise ValueError(f"code_margin must be 0 or more (a logit difference); got {self.code_margin}")
-        if not 0 < self.cut_threshold <= 1 or self.match_distance <= 0:
-            raise ValueError("cut_threshold must lie in (0, 1] and match_distance be positive")
+        check_whole("landmark_window", self.landmark_window, 1, "frame", allow_none=False)
+        check_whole("code_window", self.code_window, 1, "frame", allow_none=False)
+        check_size("code_margin", self.code_margin, "logits")
+        check_whole("max_gap", self.max_gap, 0, "frames", allow_none=False)
+        check_whole("track_memory", self.track_memory, 0, "frames", allow_none=False)
+        if self.max_gap > self.track_memory:
+            raise OptionError(
+                f"track_memory {self.track_memory} is below max_gap {self.max_gap}: need max_gap <= track_memory"
+            )
+        check_flag("causal", self.causal)
+        check_unit("cut_threshold", self.cut_threshold)
+        if self.cut_threshold == 0:
+            raise OptionError("cut_threshold must lie in (0, 1]: 0 would start a scene at every frame")
+        check_size("match_distance", self.match_distance, "face sizes")
+        if self.match_distance == 0:
+            raise OptionError("match_distance must be above 0 (a share of the face size)")
+        if self.tracks is not None:
+            check_indices("tracks", self.tracks)
+            object.__setattr__(self, "tracks", tuple(self.tracks))  # hashable, as a frozen option should be
 
     @property
     def landmark_lookahead(self) -> int:
