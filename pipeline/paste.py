@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .errors import InputError
 from .flows import cv2_interpolation, working_scale
 from .geometry import (
     FACE_SIZE,
@@ -52,8 +53,7 @@ def paste_faces(
     Where the flow enlarges small images, the paste happens in the enlarged image, as that
     flow pastes, and ``keep_size`` brings the result back to the input's size.
     """
-    if restored.shape[0] != len(faces):
-        raise ValueError(f"{restored.shape[0]} restored crops for {len(faces)} faces; give one crop per face")
+    check_restored_crops(restored, len(faces))
     flow = options.rules
     paste_order = sorted(range(len(faces)), key=lambda i: (faces[i].image_index, faces[i].detection_rank))
     images, masks = [], []
@@ -83,6 +83,29 @@ def paste_faces(
         masks.append(mask)
     counts = [sum(face.image_index == i for face in faces) for i in range(len(pictures))]
     return RestoreResult(images=images, masks=masks, faces=faces, faces_per_image=counts)
+
+
+def check_restored_crops(restored: object, face_count: int) -> None:
+    """Refuse, before any paste, crops that are not ``face_count`` float (512, 512, 3) crops in [0, 1]: a
+    uint8 crop, a 256x256 one or values such as 5, -3 or NaN would otherwise be pasted as they are."""
+    if not isinstance(restored, torch.Tensor):
+        raise InputError(f"restored crops must be a (N, 512, 512, 3) float tensor; got {type(restored).__name__}")
+    if restored.ndim != 4 or tuple(restored.shape[1:]) != (FACE_SIZE, FACE_SIZE, 3):
+        raise InputError(
+            f"restored crops must be (N, {FACE_SIZE}, {FACE_SIZE}, 3), RGB crops as the restore returns them; got "
+            f"{tuple(restored.shape)}: resize edited crops back to {FACE_SIZE}x{FACE_SIZE}"
+        )
+    if restored.shape[0] != face_count:
+        raise InputError(f"{restored.shape[0]} restored crops for {face_count} faces; give one crop per face")
+    if not restored.is_floating_point():
+        raise InputError(f"restored crops must be floats in [0, 1]; got {restored.dtype} (levels: divide by 255)")
+    bad = (~torch.isfinite(restored) | (restored < 0) | (restored > 1)).flatten(1).any(dim=1)
+    if bool(bad.any()):
+        numbers = bad.nonzero()[:, 0].tolist()
+        raise InputError(
+            f"restored crops {numbers} (of {face_count}) hold values outside [0, 1] or NaN; give floats in [0, 1] "
+            "(clamp an edit that overshoots)"
+        )
 
 
 def input_levels(image: torch.Tensor, faces: list[FaceInfo], options: RestoreOptions) -> np.ndarray | None:

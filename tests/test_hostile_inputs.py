@@ -10,8 +10,9 @@ from collections import namedtuple
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from codeformer_nodes import FidelityRamp, RestoreOptions, sweep_fidelity
+from codeformer_nodes import FidelityRamp, RestoreOptions, paste_faces, restore_faces, sweep_fidelity
 from codeformer_nodes.models import WeightsFileError
 from codeformer_nodes.models.auxiliary import DETECTOR_WEIGHTS, find_auxiliary_weights
 from codeformer_nodes.models.downloads import MIRROR_VARIABLE
@@ -20,7 +21,8 @@ from codeformer_nodes.pipeline.errors import InputError, OptionError
 from codeformer_nodes.pipeline.segs import restore_segs
 from codeformer_nodes.pipeline.video import VideoOptions
 
-from .test_pipeline import RecordingNetwork, small_codeformer
+from .conftest import TESTDATA
+from .test_pipeline import DETECTOR, RecordingNetwork, small_codeformer
 
 NAN, INF = math.nan, math.inf
 
@@ -142,3 +144,31 @@ def test_weights_dir_expands_the_home_folder_and_a_failed_fetch_leaves_no_folder
     (home / "models" / "faces").mkdir(parents=True)
     shutil.copy(helper_weights / weights.file_name, home / "models" / "faces")
     assert find_auxiliary_weights(weights, "~/models/faces") == home / "models" / "faces" / weights.file_name
+
+
+@pytest.fixture(scope="module")
+def found(helper_weights):
+    """The four faces of the group photo and their restored crops (an inverting stand-in network)."""
+    rgb = np.array(Image.open(TESTDATA / "photos" / "group_four.png").convert("RGB"))
+    picture = torch.from_numpy(rgb / np.float32(255))
+    options = RestoreOptions(detector=DETECTOR, weights_dir=helper_weights, parse_mask=False, return_crops=True)
+    return picture, restore_faces(picture[None], RecordingNetwork(), options), options
+
+
+@pytest.mark.parametrize(
+    ("crops", "message"),
+    [
+        (lambda good: torch.full_like(good, 5.0), r"crops \[0, 1, 2, 3\] \(of 4\) hold values outside \[0, 1\]"),
+        (lambda good: torch.cat([good[:1], good[1:2] - 3, good[2:]]), r"crops \[1\] \(of 4\)"),
+        (lambda good: torch.where(torch.arange(4)[:, None, None, None] == 3, torch.nan, good), r"crops \[3\]"),
+        (lambda good: good[:, :256, :256], r"\(N, 512, 512, 3\).*got \(4, 256, 256, 3\)"),
+        (lambda good: good.mul(255).to(torch.uint8), "floats in \\[0, 1\\]; got torch.uint8"),
+        (lambda good: good[:3], "3 restored crops for 4 faces"),
+        (lambda good: good.numpy(), "got ndarray"),
+    ],
+)
+def test_crops_are_checked_before_they_are_pasted(found, crops, message):
+    picture, result, options = found
+    assert len(result.faces) == 4
+    with pytest.raises(InputError, match=message):
+        paste_faces([picture], result.faces, crops(result.restored_crops), options)
