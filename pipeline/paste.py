@@ -37,6 +37,9 @@ CODEFORMER_GREY_WEIGHTS = np.array([0.2989, 0.5870, 0.1140])
 ADAIN_EPS = 1e-5
 # --draw_box's colour.
 BOX_RGB = (0.0, 1.0, 0.0)
+# Pixels blended at once: a face several thousand pixels wide is blended in bands of rows this size,
+# so the blend's temporaries stay at a few tens of MB whatever the face's size.
+BLEND_BAND_PIXELS = 1 << 22
 
 
 def paste_faces(
@@ -175,9 +178,8 @@ def face_layer(face: FaceInfo, crop: torch.Tensor, shape: tuple[int, ...], optio
     if region.bottom <= region.top or region.right <= region.left:
         return None
     source = source_positions(inverse, region, crop.device)
-    warped = warp_from_crop(crop.permute(2, 0, 1), source).permute(1, 2, 0)
-    coverage, soft = square_paste_mask(source, options.upscale, size)
-    pixels = coverage[..., None] * warped
+    coverage, soft = square_paste_mask(source, options.upscale, size)  # before the warp: its peak holds no pixels
+    masked_square = True
     if options.uses_parse_mask:
         from .parsing import parse_paste_mask
 
@@ -185,7 +187,9 @@ def face_layer(face: FaceInfo, crop: torch.Tensor, shape: tuple[int, ...], optio
         if flow.parse_within_square:
             soft = torch.minimum(parsed, soft)
         else:
-            soft, pixels = parsed, warped
+            soft, masked_square = parsed, False
+    warped = warp_from_crop(crop.permute(2, 0, 1), source).permute(1, 2, 0)
+    pixels = warped.mul_(coverage[..., None]) if masked_square else warped  # in place: no second face-sized copy
     channels = min(shape[2], 3)
     if channels == 1 or (face.grey and not flow.grey_faces_take_input_colour):
         pixels = luma(pixels).expand(-1, -1, channels)
@@ -211,14 +215,18 @@ def _paste_one(
     layer = face_layer(face, crop, tuple(canvas.shape), options)
     if layer is None:
         return None
-    rows, cols = layer.region.slices
+    region = layer.region
     channels = layer.pixels.shape[2]
-    background = canvas[rows, cols, :channels].to(crop.device)
-    weight = layer.mask[..., None]
-    blended = torch.where(weight > 0, weight * layer.pixels + (1 - weight) * background, background)
-    canvas[rows, cols, :channels] = blended.to(canvas.device)
-    covered = mask[rows, cols].to(crop.device)
-    mask[rows, cols] = (covered + layer.mask * (1 - covered)).to(mask.device)  # keeps the faintest weights
+    band = max(BLEND_BAND_PIXELS // (region.right - region.left), 1)
+    for start in range(0, region.bottom - region.top, band):  # in bands of rows: temporaries stay small
+        local = slice(start, start + band)
+        rows, cols = slice(region.top + start, min(region.top + start + band, region.bottom)), region.slices[1]
+        background = canvas[rows, cols, :channels].to(crop.device)
+        weight = layer.mask[local, :, None]
+        blended = torch.where(weight > 0, weight * layer.pixels[local] + (1 - weight) * background, background)
+        canvas[rows, cols, :channels] = blended.to(canvas.device)
+        covered = mask[rows, cols].to(crop.device)
+        mask[rows, cols] = (covered + layer.mask[local] * (1 - covered)).to(mask.device)  # keeps the faintest weights
     return None if layer.border is None else (layer.region, layer.border)
 
 
