@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -95,10 +95,10 @@ def _as_box(value: object) -> Box:
     if isinstance(value, Mapping):
         if not all(_is_number(value.get(key)) for key in ("x", "y", "width", "height")):
             raise OptionError(f"regions: a BOUNDING_BOX needs numbers x, y, width, height; got {dict(value)!r}")
-        x, y, w, h = (float(value[key]) for key in ("x", "y", "width", "height"))
+        x, y, w, h = _floats(value[key] for key in ("x", "y", "width", "height"))
         corners = (x, y, x + w, y + h)
     elif _is_box(value):
-        corners = tuple(float(v) for v in value)
+        corners = _floats(value)
     else:
         raise OptionError(f"regions: a box is [x1, y1, x2, y2] or {{x, y, width, height}}; got {value!r}")
     if not all(math.isfinite(v) for v in corners):
@@ -110,3 +110,10 @@ def _as_box(value: object) -> Box:
             "[x1, y1, x2, y2] or {x, y, width, height} with width and height at least 0"
         )
     return corners
+
+
+def _floats(values: Iterable[numbers.Real]) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in values)
+    except OverflowError as error:
+        raise OptionError(f"regions: a box position is too large for a pixel position ({error})") from error
