@@ -27,11 +27,11 @@ import torch
 from ..codeformer_arch import Encoded
 from ..models.cpu_memory import keep_freed_cpu_memory
 from .detection import Detection, FaceDetector, load_detector
-from .errors import OptionError
+from .errors import InputError, OptionError
 from .faces import detect_in_image, in_input_pixels, select_faces
 from .flows import working_scale
 from .geometry import FACE_SIZE, affine_in_input_pixels, crop_face, estimate_alignment
-from .images import as_image_list, enlarged, image_is_grey, normalise, to_uint8_rgb
+from .images import as_float_image, enlarged, image_is_grey, normalise, to_uint8_rgb
 from .inference import RestorationNetwork, as_restored_crops, auto_chunk_size, device_of, dtype_of, run_network
 from .options import RestoreOptions, check_flag, check_indices, check_size, check_unit, check_whole
 from .paste import paste_faces
@@ -144,7 +144,8 @@ def restore_video(
     """Restore the faces of a clip, frame by frame in order, one result per frame.
 
     ``frames`` is a (T, H, W, C) batch (ComfyUI's IMAGE of a video) or any iterable of
-    frames, e.g. a decoder's; each result holds one image, and its faces carry their
+    frames, e.g. a decoder's (a single (H, W, C) array is refused, not read as H frames);
+    errors name the frame by its number. Each result holds one image, and its faces carry their
     ``track_id``. Frames without faces come back unchanged. With ``code_window`` above 1
     the model must be a CodeFormer (it is split at its codes).
     """
@@ -155,8 +156,18 @@ def restore_video(
             f"averaging codes over frames needs a CodeFormer (with encode and decode); {type(model).__name__} has "
             "neither: use code_window=1"
         )
+    if isinstance(frames, (torch.Tensor, np.ndarray)) and frames.ndim != 4:
+        raise InputError(
+            f"frames must be a (T, H, W, C) batch or an iterable of frames; got one array of shape "
+            f"{tuple(frames.shape)}: pass a single frame as [frame] (or frame[None])"
+        )
     if options.has_aligned or options.task == "inpainting" or options.inpaint_masks is not None:
         raise ValueError("video restores detected faces in whole frames; has_aligned and inpainting are for images")
+    if options.regions is not None or options.selection_masks is not None:
+        raise OptionError(
+            "regions and selection_masks choose faces in single images and are not applied to video frames; in a "
+            "video choose faces by track (VideoOptions.tracks, or face_selection as a list of track indices)"
+        )
     if not (options.face_selection == "all" or not isinstance(options.face_selection, str)):
         raise ValueError("in a video, choose faces by track index (face_selection as a list), or all of them")
     options = dataclasses.replace(with_upsamplers(options, device_of(model)), task=resolve_task(model, options))
@@ -191,7 +202,7 @@ class _Stream:
         self.chunk = options.chunk_size or auto_chunk_size(device_of(model))
 
     def add(self, image: torch.Tensor | np.ndarray) -> None:
-        (picture,) = as_image_list([image])
+        picture = as_float_image(image, self.seen, "frame")
         rgb = to_uint8_rgb(picture)
         grey = image_is_grey(picture, rgb, self.options.rules)
         small = thumbnail(rgb)

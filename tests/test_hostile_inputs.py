@@ -19,7 +19,7 @@ from codeformer_nodes.models.downloads import MIRROR_VARIABLE
 from codeformer_nodes.nodes.sockets import parse_sweep
 from codeformer_nodes.pipeline.errors import InputError, OptionError
 from codeformer_nodes.pipeline.segs import restore_segs
-from codeformer_nodes.pipeline.video import VideoOptions
+from codeformer_nodes.pipeline.video import VideoOptions, restore_video
 
 from .conftest import TESTDATA
 from .test_pipeline import DETECTOR, RecordingNetwork, small_codeformer
@@ -172,3 +172,44 @@ def test_crops_are_checked_before_they_are_pasted(found, crops, message):
     assert len(result.faces) == 4
     with pytest.raises(InputError, match=message):
         paste_faces([picture], result.faces, crops(result.restored_crops), options)
+
+
+FRAME_BY_FRAME = VideoOptions(landmark_window=1, code_window=1, max_gap=0)
+
+
+@pytest.mark.parametrize("frames", [torch.rand(225, 400, 3), np.zeros((64, 48, 3), np.uint8), torch.rand(5)])
+def test_restore_video_refuses_one_image_rather_than_reading_its_rows_as_frames(frames):
+    with pytest.raises(InputError, match=r"pass a single frame as \[frame\]"):
+        list(restore_video(frames, RecordingNetwork(), RestoreOptions(detector=NoFaces()), FRAME_BY_FRAME))
+
+
+def test_a_clip_of_one_frame_is_one_result():
+    frame = torch.rand(32, 48, 3)
+    for frames in ([frame], frame[None], [frame.numpy()]):
+        (result,) = restore_video(frames, RecordingNetwork(), RestoreOptions(detector=NoFaces()), FRAME_BY_FRAME)
+        assert torch.equal(result.images[0], frame)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"regions": [0, 0, 10, 10]}, {"selection_masks": torch.ones(1, 32, 32)}, {"selection_masks": torch.ones(9, 9)}],
+)
+def test_restore_video_refuses_regions_and_selection_masks_it_would_ignore(changes):
+    options = RestoreOptions(detector=NoFaces(), **changes)
+    with pytest.raises(OptionError, match="regions and selection_masks"):
+        list(restore_video(torch.rand(3, 32, 32, 3), RecordingNetwork(), options, FRAME_BY_FRAME))
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (torch.full((32, 32, 3), torch.nan), "frame 2 holds NaN"),
+        (torch.zeros(32, 32, 2), "frame 2: expected"),
+        (torch.zeros(32, 32, 3, dtype=torch.int32), "frame 2 has dtype"),
+        ("frame.png", "frame 2 must be a tensor"),
+    ],
+)
+def test_frame_errors_name_the_frame(bad, message):
+    frames = [torch.rand(32, 32, 3), torch.rand(32, 32, 3), bad]
+    with pytest.raises((ValueError, TypeError), match=message):
+        list(restore_video(frames, RecordingNetwork(), RestoreOptions(detector=NoFaces()), FRAME_BY_FRAME))
