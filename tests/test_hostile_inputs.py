@@ -213,3 +213,13 @@ def test_frame_errors_name_the_frame(bad, message):
     frames = [torch.rand(32, 32, 3), torch.rand(32, 32, 3), bad]
     with pytest.raises((ValueError, TypeError), match=message):
         list(restore_video(frames, RecordingNetwork(), RestoreOptions(detector=NoFaces()), FRAME_BY_FRAME))
+
+
+@pytest.mark.parametrize("flow", ["codeformer", "facexlib"])
+def test_a_face_in_a_tiny_image_is_still_found(helper_weights, flow):
+    """Why detection is not skipped for tiny images: both official helpers enlarge them before
+    detecting, and a 24x32 thumbnail of a face is found there."""
+    thumbnail = Image.open(TESTDATA / "photos" / "group_four.png").convert("RGB").crop((380, 50, 560, 290))
+    tiny = np.array(thumbnail.resize((24, 32), Image.BICUBIC))
+    options = RestoreOptions(detector=DETECTOR, weights_dir=helper_weights, parse_mask=False, flow=flow)
+    assert len(restore_faces([tiny], RecordingNetwork(), options).faces) == 1
