@@ -26,6 +26,8 @@ _LAZY_EXPORTS = {
     "RestoreResult": ".pipeline",
     "FidelityRamp": ".pipeline",
     "FaceInfo": ".pipeline",
+    "OptionError": ".pipeline",
+    "InputError": ".pipeline",
     # ComfyUI reads these when it loads the pack; resolving them imports the nodes.
     "NODE_CLASS_MAPPINGS": ".nodes",
     "NODE_DISPLAY_NAME_MAPPINGS": ".nodes",

@@ -241,15 +241,16 @@ class CodeFormer(nn.Module):
     @staticmethod
     def _fidelity(w: float | Tensor, x: Tensor) -> Tensor:
         """Fidelity as a (B,1,1,1) tensor in the dtype and device of ``x`` (a batch of B), checked before any
-        work; a (B,1,1,1) tensor is taken as it is."""
-        if isinstance(w, Tensor) and w.ndim == 4:
-            return w.to(device=x.device, dtype=x.dtype)
+        work; a (B,1,1,1) tensor (as ``forward`` hands ``decode``) is checked as its (B,) values are."""
         weight = torch.as_tensor(w, dtype=torch.float64).detach().cpu()
+        if weight.ndim == 4 and weight.shape[1:] == (1, 1, 1):
+            weight = weight.reshape(-1)
         if weight.ndim == 0:
             weight = weight.expand(x.shape[0])
         if weight.shape != (x.shape[0],):
             raise ValueError(
-                f"w must be a number or a tensor of shape ({x.shape[0]},), one per face; got {tuple(weight.shape)}"
+                f"w must be a number or a tensor of shape ({x.shape[0]},) or ({x.shape[0]}, 1, 1, 1), one per face; "
+                f"got {tuple(weight.shape)}"
             )
         if not bool(((weight >= 0) & (weight <= 1)).all()):
             raise ValueError(f"w must lie in [0, 1] (0: quality, 1: fidelity); got {weight.tolist()}")

@@ -74,7 +74,8 @@ PARSENET_WEIGHTS = _helper(
 
 
 def search_folders(explicit_dir: str | Path | None) -> list[Path]:
-    return ([Path(explicit_dir)] if explicit_dir else []) + [user_cache_dir()]
+    """The caller's folder (``~`` expanded), then the per-user cache."""
+    return ([Path(explicit_dir).expanduser()] if explicit_dir else []) + [user_cache_dir()]
 
 
 def find_auxiliary_weights(

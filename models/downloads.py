@@ -90,8 +90,35 @@ def locate(file: PinnedFile, folders: list[Path], progress: ProgressCallback | N
 
 
 def fetch(file: PinnedFile, folder: Path, progress: ProgressCallback | None = None) -> Path:
-    """Download ``file`` into ``folder``, resuming a cut transfer; check it; then move it into place."""
+    """Download ``file`` into ``folder``, resuming a cut transfer; check it; then move it into place.
+
+    Folders are made only to hold the file: those this call made are removed again when the fetch
+    fails with nothing in them (an offline first run leaves no empty folder behind)."""
+    made = _missing_folders(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    fetched = False
+    try:
+        destination = _fetch_into(file, folder, progress)
+        fetched = True
+        return destination
+    finally:
+        if not fetched:
+            for made_folder in made:  # deepest first
+                if any(made_folder.iterdir()):
+                    break
+                made_folder.rmdir()
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _fetch_into(file: PinnedFile, folder: Path, progress: ProgressCallback | None) -> Path:
     partial = folder / f".{file.name}{DOWNLOAD_SUFFIX}"
     url = source_url(file)
     for attempt in range(MAX_ATTEMPTS):

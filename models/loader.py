@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,8 @@ class LoadedCodeFormer(CodeFormer):
 # ctime even when its size and mtime are kept (ctime cannot be set back), so it is reloaded.
 CacheKey = tuple[str, int, int, int, int, str, Precision]
 _cache: OrderedDict[CacheKey, LoadedCodeFormer] = OrderedDict()
+_building: dict[CacheKey, threading.Lock] = {}  # one lock per key being built
+_cache_lock = threading.Lock()  # guards both dicts
 
 
 def load_codeformer(
@@ -103,21 +106,41 @@ def load_codeformer(
     target_device = usable_device(device)
     target = precision if isinstance(precision, Precision) else choose_precision(precision, target_device)
     stat = resolved.stat() if resolved.is_file() else None
-    key: CacheKey | None = None
-    if stat is not None:
-        key = (str(resolved), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, str(target_device), target)
+    if stat is None:
+        return build_codeformer(resolved, target).to(device=target_device)  # names what is wrong with the path
+    key = (str(resolved), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, str(target_device), target)
+    with _build_lock(key):  # callers asking at once for one key wait for one build
+        cached = _cached(key, target_device, target)
+        if cached is not None:
+            return cached
+        model = None
+        try:
+            model = build_codeformer(resolved, target).to(device=target_device)
+            return model
+        finally:
+            with _cache_lock:
+                if model is not None:
+                    _cache[key] = model
+                    while len(_cache) > MAX_CACHED_MODELS:
+                        _cache.popitem(last=False)
+                _building.pop(key, None)  # later callers find the model in the cache (or build it again)
+
+
+def _build_lock(key: CacheKey) -> threading.Lock:
+    with _cache_lock:
+        return _building.setdefault(key, threading.Lock())
+
+
+def _cached(key: CacheKey, device: torch.device, precision: Precision) -> LoadedCodeFormer | None:
+    """The cached network of ``key``, unless it was moved or cast since it was cached."""
+    with _cache_lock:
         cached = _cache.get(key)
         parameter = next(cached.parameters(), None) if cached is not None else None
         current = None if parameter is None else (parameter.device, parameter.dtype, cached.generator_dtype)
-        if current == (target_device, target.dtype, target.generator_dtype):
-            _cache.move_to_end(key)
-            return cached
-    model = build_codeformer(resolved, target).to(device=target_device)
-    if key is not None:
-        _cache[key] = model
-        while len(_cache) > MAX_CACHED_MODELS:
-            _cache.popitem(last=False)
-    return model
+        if current != (device, precision.dtype, precision.generator_dtype):
+            return None
+        _cache.move_to_end(key)
+        return cached
 
 
 def build_codeformer(path: Path, precision: Precision = FLOAT32) -> LoadedCodeFormer:
@@ -137,4 +160,5 @@ def build_codeformer(path: Path, precision: Precision = FLOAT32) -> LoadedCodeFo
 
 def clear_model_cache() -> None:
     """Forget every cached network (e.g. to free memory)."""
-    _cache.clear()
+    with _cache_lock:
+        _cache.clear()

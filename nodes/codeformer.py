@@ -24,6 +24,7 @@ from .sockets import (
     crops_or_placeholder,
     detection_options,
     parse_indices,
+    parse_sweep,
     stack_images,
 )
 
@@ -92,11 +93,7 @@ class CodeFormerFidelity:
         fidelity: float | FidelityRamp = w
         if size_ramp:
             fidelity = FidelityRamp(small_face_w, large_face_w, small_face_size, large_face_size)
-        values = tuple(float(v) for v in sweep.replace(";", ",").split(",") if v.strip())
-        for value in values:
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"sweep value {value} is outside [0, 1]")
-        return (FidelityControl(fidelity=fidelity, visibility=visibility, sweep=values),)
+        return (FidelityControl(fidelity=fidelity, visibility=visibility, sweep=parse_sweep(sweep)),)
 
 
 class CodeFormerRestoreFaces:
@@ -211,9 +208,16 @@ class CodeFormerRestoreFaces:
         else:
             result = restore_faces(image, network, options, on_chunk=on_chunk)
         host.check_interrupted()
-        faces = DetectedFaces(faces=tuple(result.faces), options=options)
+        images = stack_images(result.images)
+        faces = DetectedFaces(
+            faces=tuple(result.faces),
+            options=options,
+            input_sizes=tuple(tuple(picture.shape[:2]) for picture in image),
+            outputs_per_input=len(control.sweep) or 1,
+            restored=images,
+        )
         return (
-            stack_images(result.images),
+            images,
             stack_images(result.masks),
             crops_or_placeholder(result.crops),
             crops_or_placeholder(result.restored_crops),
@@ -230,7 +234,10 @@ class CodeFormerPasteFaces:
     RETURN_TYPES = ("IMAGE", "MASK")
     RETURN_NAMES = ("image", "face_mask")
     FUNCTION = "paste"
-    DESCRIPTION = "Pastes crops back where CodeFormer Restore Faces found them; one crop per face, in order."
+    DESCRIPTION = (
+        "Pastes crops back where CodeFormer Restore Faces found them, one crop per face, in order, into the image "
+        "the restore node was given (after a fidelity sweep, one output per w; upscaled as the restore node does)."
+    )
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
@@ -239,15 +246,10 @@ class CodeFormerPasteFaces:
     def paste(self, image: torch.Tensor, faces: DetectedFaces, face_crops: torch.Tensor) -> tuple:
         if not faces.faces:
             return (image, torch.zeros(image.shape[:3]))
-        needed = max(face.image_index for face in faces.faces) + 1
-        if needed > image.shape[0]:
-            raise ValueError(
-                f"the faces refer to {needed} images but {image.shape[0]} came in; after a fidelity sweep, paste "
-                "into the restore node's image output (one image per w), not the original"
-            )
+        targets = faces.paste_targets(image)
         if face_crops.shape[1:3] != (FACE_SIZE, FACE_SIZE):
             raise ValueError(f"face_crops must be 512x512 crops; got {face_crops.shape[2]}x{face_crops.shape[1]}")
-        result = paste_faces(list(image), list(faces.faces), face_crops[..., :3].float().cpu(), faces.options)
+        result = paste_faces(targets, list(faces.faces), face_crops[..., :3].cpu(), faces.options)
         return (stack_images(result.images), stack_images(result.masks))
 
 

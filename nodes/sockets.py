@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,10 +46,49 @@ class FidelityControl:
 
 @dataclass(frozen=True)
 class DetectedFaces:
-    """The CODEFORMER_FACES socket: what the paste node needs to put edited crops back."""
+    """The CODEFORMER_FACES socket: what the paste node needs to put edited crops back.
+
+    Attributes:
+        faces: the faces, each ``image_index`` counting the restore node's outputs.
+        options: the options they were found and pasted with.
+        input_sizes: (height, width) of each image the restore node was given: crops go back into those.
+        outputs_per_input: outputs the restore node made of each input (the sweep's values; else 1).
+        restored: the restore node's image output, which already holds the pasted faces (pasting into it
+            again would blend the seams twice, and at upscale 2 enlarge it twice); None where unknown.
+    """
 
     faces: tuple[FaceInfo, ...]
     options: RestoreOptions
+    input_sizes: tuple[tuple[int, int], ...] = ()
+    outputs_per_input: int = 1
+    restored: torch.Tensor | None = None
+
+    def paste_targets(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """The image each face's ``image_index`` is pasted into: the given batch is the restore node's input
+        (one image per input, each taken once per output) or that input repeated once per output."""
+        if self.restored is not None and image.shape == self.restored.shape and torch.equal(image, self.restored):
+            raise ValueError(
+                "this is the restore node's own image output, which already holds the restored faces: pasting into "
+                "it blends their seams twice (and with upscale above 1 enlarges it twice). Connect the image the "
+                "restore node was given; the paste makes one output per fidelity value itself"
+            )
+        sizes = {tuple(picture.shape[:2]) for picture in image}
+        if self.input_sizes and not sizes <= set(self.input_sizes):
+            (height, width), *_ = self.input_sizes
+            raise ValueError(
+                f"the faces were found in {width}x{height} images but a {image.shape[2]}x{image.shape[1]} image came "
+                "in: paste into the image the restore node was given (not its output, which upscale enlarges)"
+            )
+        outputs = len(self.input_sizes) * self.outputs_per_input
+        if self.input_sizes and image.shape[0] == len(self.input_sizes):
+            return [image[index // self.outputs_per_input] for index in range(outputs)]
+        needed = max(face.image_index for face in self.faces) + 1
+        if image.shape[0] < needed:
+            raise ValueError(
+                f"the faces refer to {needed} images but {image.shape[0]} came in; paste into the image the restore "
+                "node was given"
+            )
+        return list(image)
 
 
 def detection_options(
@@ -76,6 +116,28 @@ def parse_indices(text: str) -> tuple[int, ...]:
         return tuple(int(part) for part in text.replace(";", ",").split(",") if part.strip())
     except ValueError as error:
         raise ValueError(f"face_indices must be whole numbers separated by commas, e.g. 0,2; got {text!r}") from error
+
+
+def parse_sweep(text: str) -> tuple[float, ...]:
+    """The sweep widget's w values ("0, 0.5, 1"); blank for no sweep. A part that is empty or no number in
+    [0, 1] is named, with its position, rather than skipped."""
+    if not text.strip():
+        return ()
+    parts = text.replace(";", ",").split(",")
+    values = []
+    for position, part in enumerate(parts, start=1):
+        try:
+            value = float(part)
+        except ValueError:
+            value = math.nan
+        if not 0.0 <= value <= 1.0:
+            problem = "is empty" if not part.strip() else f"({part.strip()!r}) is no number or lies outside [0, 1]"
+            raise ValueError(
+                f"sweep {text!r}: part {position} of {len(parts)} {problem}; write w values in [0, 1] separated "
+                "by commas, e.g. 0, 0.5, 1"
+            )
+        values.append(value)
+    return tuple(values)
 
 
 def stack_images(images: list[torch.Tensor]) -> torch.Tensor:

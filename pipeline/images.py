@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -36,37 +37,38 @@ def as_image_list(images: ImageInput) -> list[torch.Tensor]:
         items = images
     else:
         raise TypeError(f"images must be a tensor or array, or a list of them; got {_describe(images)}")
-    return [_as_float_image(item, index) for index, item in enumerate(items)]
+    return [as_float_image(item, index) for index, item in enumerate(items)]
 
 
-def _as_float_image(image: object, index: int) -> torch.Tensor:
+def as_float_image(image: object, index: int, noun: str = "image") -> torch.Tensor:
+    """One image as :func:`as_image_list` reads it; errors name it as ``noun`` ``index`` (e.g. "frame 7")."""
     if isinstance(image, np.ndarray):
         image = torch.from_numpy(image.astype(image.dtype.newbyteorder("=")) if image.dtype.byteorder == ">" else image)
     if not isinstance(image, torch.Tensor):
-        raise TypeError(f"image {index} must be a tensor or array; got {_describe(image)}")
+        raise TypeError(f"{noun} {index} must be a tensor or array; got {_describe(image)}")
     tensor = image.detach()
     if tensor.dtype in INTEGER_LEVELS:
         tensor = tensor.to("cpu", torch.float32) / INTEGER_LEVELS[tensor.dtype]
     elif tensor.is_floating_point():
         tensor = tensor.to("cpu", torch.float32)
     else:
-        raise TypeError(f"image {index} has dtype {tensor.dtype}; give floats in [0, 1], or uint8 / uint16 levels")
+        raise TypeError(f"{noun} {index} has dtype {tensor.dtype}; give floats in [0, 1], or uint8 / uint16 levels")
     if tensor.ndim == 2:
         tensor = tensor[..., None]
     if tensor.ndim != 3 or tensor.shape[2] not in (1, 3, 4):
         raise ValueError(
-            f"image {index}: expected (H, W, C) with C 1, 3 or 4 channels; got shape {tuple(tensor.shape)}"
+            f"{noun} {index}: expected (H, W, C) with C 1, 3 or 4 channels; got shape {tuple(tensor.shape)}"
         )
     if min(tensor.shape[:2]) < 1:
-        raise ValueError(f"image {index} is empty: shape {tuple(tensor.shape)}")
+        raise ValueError(f"{noun} {index} is empty: shape {tuple(tensor.shape)}")
     if image.dtype in INTEGER_LEVELS:  # levels over their maximum: finite and in [0, 1] already
         return tensor
-    if not torch.isfinite(tensor).all():
+    low, high = torch.aminmax(tensor)  # NaN comes out as NaN: no image-sized isfinite temporaries (3 GB at 12000^2)
+    if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError(
-            f"image {index} holds NaN or infinite values; fix the node or file that produced it "
+            f"{noun} {index} holds NaN or infinite values; fix the node or file that produced it "
             "(a VAE decode in the wrong precision often does this)"
         )
-    low, high = torch.aminmax(tensor)
     if low < 0 or high > 1:
         tensor = tensor.clamp(0, 1)
     return tensor

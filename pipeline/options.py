@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,9 @@ import torch
 
 from ..models.checkpoint import TASKS
 from .detection import DEFAULT_DETECTION_SIZE, DEFAULT_DETECTOR, DETECTORS, FaceDetector
-from .flows import DEFAULT_FLOW, Flow, flow_named
+from .errors import OptionError
+from .flows import DEFAULT_FLOW, FLOW_NAMES, Flow, flow_named
+from .regions import boxes_per_image
 
 FACE_SELECTIONS = ("all", "largest", "center")
 # Below this, a detector takes nearly anything for a face.
@@ -40,10 +43,12 @@ class FidelityRamp:
     large_size: float
 
     def __post_init__(self) -> None:
-        _check_unit("small_w", self.small_w)
-        _check_unit("large_w", self.large_w)
-        if not 0 <= self.small_size < self.large_size:
-            raise ValueError(
+        check_unit("small_w", self.small_w)
+        check_unit("large_w", self.large_w)
+        check_size("small_size", self.small_size)
+        check_size("large_size", self.large_size)
+        if not self.small_size < self.large_size:
+            raise OptionError(
                 f"fidelity ramp sizes must satisfy 0 <= small_size < large_size; got {self.small_size}, "
                 f"{self.large_size}"
             )
@@ -138,39 +143,65 @@ class RestoreOptions:
     weights_dir: str | Path | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.flow, str) or self.flow not in FLOW_NAMES:
+            raise OptionError(f"flow must be one of {', '.join(FLOW_NAMES)}; got {self.flow!r}")
+        if self.task is not None and (not isinstance(self.task, str) or self.task not in TASKS):
+            raise OptionError(f"task must be one of {', '.join(TASKS)} or None (the checkpoint's); got {self.task!r}")
+        for name in ("inpaint_masks", "selection_masks"):
+            check_mask(name, getattr(self, name))
         if not isinstance(self.fidelity, FidelityRamp):
-            _check_unit("fidelity", self.fidelity)
-        _check_unit("visibility", self.visibility)
-        flow_named(self.flow)
+            check_unit("fidelity", self.fidelity)
+        for name in ("adain", "has_aligned", "keep_size", "draw_box", "return_crops"):
+            check_flag(name, getattr(self, name))
+        if self.parse_mask is not None:
+            check_flag("parse_mask", self.parse_mask)
+        check_unit("visibility", self.visibility)
+        if isinstance(self.detector, str):
+            if self.detector not in DETECTORS:
+                raise OptionError(f"unknown detector {self.detector!r}; choose one of {', '.join(DETECTORS)}")
+        elif not callable(getattr(self.detector, "detect", None)):
+            raise OptionError(
+                f"detector must name a detector ({', '.join(DETECTORS)}) or be an object with a detect(image, "
+                f"confidence) method; got {type(self.detector).__name__}"
+            )
+        check_whole("detection_size", self.detection_size, 16, "pixels (or None for the original size)")
         if self.confidence is not None:
-            _check_unit("confidence", self.confidence)
+            check_unit("confidence", self.confidence)
             if self.confidence < MIN_CONFIDENCE:
-                raise ValueError(
+                raise OptionError(
                     f"confidence {self.confidence} would take almost anything for a face (0 finds hundreds in a "
                     f"photo); use at least {MIN_CONFIDENCE}, or None for the flow's own"
                 )
-        if self.task is not None and self.task not in TASKS:
-            raise ValueError(f"task must be one of {', '.join(TASKS)} or None (the checkpoint's); got {self.task!r}")
-        if isinstance(self.detector, str) and self.detector not in DETECTORS:
-            raise ValueError(f"unknown detector {self.detector!r}; choose one of {', '.join(DETECTORS)}")
-        _check_whole("detection_size", self.detection_size, 16, "pixels (or None for the original size)")
+        check_size("eye_distance_threshold", self.eye_distance_threshold)
         if isinstance(self.face_selection, str):
             if self.face_selection not in FACE_SELECTIONS:
-                raise ValueError(
+                raise OptionError(
                     f"face_selection must be one of {FACE_SELECTIONS} or a list of indices; got {self.face_selection!r}"
                 )
         else:
-            _check_indices(self.face_selection)
-        _check_size("min_face_size", self.min_face_size)
-        _check_size("eye_distance_threshold", self.eye_distance_threshold)
+            check_indices("face_selection", self.face_selection)
+        check_size("min_face_size", self.min_face_size)
         if self.max_face_size is not None:
-            _check_size("max_face_size", self.max_face_size)
+            check_size("max_face_size", self.max_face_size)
             if self.max_face_size < self.min_face_size:
-                raise ValueError(f"max_face_size {self.max_face_size} is below min_face_size {self.min_face_size}")
-        _check_whole("max_faces", self.max_faces, 1, "(or None)")
+                raise OptionError(f"max_face_size {self.max_face_size} is below min_face_size {self.min_face_size}")
+        check_whole("max_faces", self.max_faces, 1, "(or None)")
+        if self.regions is not None:
+            boxes_per_image(self.regions)
         if not _is_whole(self.upscale) or self.upscale not in range(1, MAX_UPSCALE + 1):
-            raise ValueError(f"upscale must be an integer from 1 to {MAX_UPSCALE}; got {self.upscale!r}")
-        _check_whole("chunk_size", self.chunk_size, 1, "(or None to pick by device)")
+            raise OptionError(f"upscale must be a whole number from 1 to {MAX_UPSCALE}; got {self.upscale!r}")
+        for name in ("upscaler", "face_upsampler"):
+            source = getattr(self, name)
+            if source is not None and not (callable(source) or isinstance(source, (str, os.PathLike))):
+                raise OptionError(
+                    f"{name} must be a callable upsampler, the file of a super-resolution model, or None; got "
+                    f"{type(source).__name__}"
+                )
+        check_whole("chunk_size", self.chunk_size, 1, "(or None to pick by device)")
+        if self.weights_dir is not None and not isinstance(self.weights_dir, (str, os.PathLike)):
+            raise OptionError(
+                f"weights_dir must be a folder (str or Path) or None; got {type(self.weights_dir).__name__}"
+            )
 
     @property
     def rules(self) -> Flow:
@@ -189,30 +220,62 @@ class RestoreOptions:
         return self.fidelity.at(face_size) if isinstance(self.fidelity, FidelityRamp) else float(self.fidelity)
 
 
-def _check_unit(name: str, value: float) -> None:
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1]; got {value!r}")
+def check_unit(name: str, value: object) -> None:
+    """A number in [0, 1]."""
+    if not _is_real(value) or not 0.0 <= value <= 1.0:
+        raise OptionError(f"{name} must be a number in [0, 1]; got {value!r}")
+
+
+def check_flag(name: str, value: object) -> None:
+    """True or False (a string such as "no" would read as true)."""
+    if not isinstance(value, bool):
+        raise OptionError(f"{name} must be True or False; got {value!r}")
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _is_whole(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _check_whole(name: str, value: object, minimum: int, rest: str) -> None:
-    """None, or an integer of at least ``minimum``."""
-    if value is not None and (not _is_whole(value) or value < minimum):
-        raise ValueError(f"{name} must be a whole number of at least {minimum} {rest}; got {value!r}")
+def check_whole(name: str, value: object, minimum: int, rest: str = "", allow_none: bool = True) -> None:
+    """A whole number of at least ``minimum`` (2.0 too is refused: say 2), or None where allowed."""
+    if (value is not None or not allow_none) and (not _is_whole(value) or value < minimum):
+        raise OptionError(f"{name} must be a whole number of at least {minimum} {rest}".rstrip() + f"; got {value!r}")
 
 
-def _check_size(name: str, value: object) -> None:
-    """A finite number of pixels, at least 0."""
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0 <= value < math.inf:
-        raise ValueError(f"{name} must be a finite number of pixels, at least 0; got {value!r}")
+def check_size(name: str, value: object, what: str = "pixels") -> None:
+    """A finite number of ``what``, at least 0."""
+    if not _is_real(value) or not 0 <= value < math.inf:
+        raise OptionError(f"{name} must be a finite number of {what}, at least 0; got {value!r}")
 
 
-def _check_indices(indices: object) -> None:
-    """Face indices: whole numbers from 0, each once (a face listed twice would be pasted twice)."""
-    if not isinstance(indices, Sequence) or not all(_is_whole(index) and index >= 0 for index in indices):
-        raise ValueError(f"face_selection indices must be whole numbers from 0; got {indices!r}")
+def check_indices(name: str, indices: object) -> None:
+    """Indices: whole numbers from 0, each once (a face listed twice would be pasted twice)."""
+    if (
+        not isinstance(indices, Sequence)
+        or isinstance(indices, str)
+        or not all(_is_whole(index) and index >= 0 for index in indices)
+    ):
+        raise OptionError(f"{name} indices must be whole numbers from 0; got {indices!r}")
     if len(set(indices)) != len(indices):
-        raise ValueError(f"face_selection lists a face twice: {list(indices)}; give each index once")
+        raise OptionError(f"{name} lists an index twice: {list(indices)}; give each once")
+
+
+def check_mask(name: str, masks: object) -> None:
+    """None, or an (H, W) or (B, H, W) float or bool tensor, not empty, every value finite."""
+    if masks is None:
+        return
+    if not isinstance(masks, torch.Tensor):
+        raise OptionError(
+            f"{name} must be an (H, W) or (B, H, W) torch tensor in [0, 1]; got {type(masks).__name__} "
+            "(a numpy array: torch.from_numpy(array))"
+        )
+    if masks.ndim not in (2, 3) or masks.numel() == 0:
+        raise OptionError(f"{name} must be (H, W) or (B, H, W) with no side 0; got {tuple(masks.shape)}")
+    if masks.dtype != torch.bool and not masks.is_floating_point():
+        raise OptionError(f"{name} must hold floats in [0, 1] or bools; got {masks.dtype}")
+    if masks.is_floating_point() and not bool(torch.isfinite(masks).all()):
+        raise OptionError(f"{name} holds NaN or infinite values; give values in [0, 1]")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .errors import InputError
 from .flows import cv2_interpolation, working_scale
 from .geometry import (
     FACE_SIZE,
@@ -36,6 +37,9 @@ CODEFORMER_GREY_WEIGHTS = np.array([0.2989, 0.5870, 0.1140])
 ADAIN_EPS = 1e-5
 # --draw_box's colour.
 BOX_RGB = (0.0, 1.0, 0.0)
+# Pixels blended at once: a face several thousand pixels wide is blended in bands of rows this size,
+# so the blend's temporaries stay at a few tens of MB whatever the face's size.
+BLEND_BAND_PIXELS = 1 << 22
 
 
 def paste_faces(
@@ -52,8 +56,7 @@ def paste_faces(
     Where the flow enlarges small images, the paste happens in the enlarged image, as that
     flow pastes, and ``keep_size`` brings the result back to the input's size.
     """
-    if restored.shape[0] != len(faces):
-        raise ValueError(f"{restored.shape[0]} restored crops for {len(faces)} faces; give one crop per face")
+    check_restored_crops(restored, len(faces))
     flow = options.rules
     paste_order = sorted(range(len(faces)), key=lambda i: (faces[i].image_index, faces[i].detection_rank))
     images, masks = [], []
@@ -83,6 +86,29 @@ def paste_faces(
         masks.append(mask)
     counts = [sum(face.image_index == i for face in faces) for i in range(len(pictures))]
     return RestoreResult(images=images, masks=masks, faces=faces, faces_per_image=counts)
+
+
+def check_restored_crops(restored: object, face_count: int) -> None:
+    """Refuse, before any paste, crops that are not ``face_count`` float (512, 512, 3) crops in [0, 1]: a
+    uint8 crop, a 256x256 one or values such as 5, -3 or NaN would otherwise be pasted as they are."""
+    if not isinstance(restored, torch.Tensor):
+        raise InputError(f"restored crops must be a (N, 512, 512, 3) float tensor; got {type(restored).__name__}")
+    if restored.ndim != 4 or tuple(restored.shape[1:]) != (FACE_SIZE, FACE_SIZE, 3):
+        raise InputError(
+            f"restored crops must be (N, {FACE_SIZE}, {FACE_SIZE}, 3), RGB crops as the restore returns them; got "
+            f"{tuple(restored.shape)}: resize edited crops back to {FACE_SIZE}x{FACE_SIZE}"
+        )
+    if restored.shape[0] != face_count:
+        raise InputError(f"{restored.shape[0]} restored crops for {face_count} faces; give one crop per face")
+    if not restored.is_floating_point():
+        raise InputError(f"restored crops must be floats in [0, 1]; got {restored.dtype} (levels: divide by 255)")
+    bad = (~torch.isfinite(restored) | (restored < 0) | (restored > 1)).flatten(1).any(dim=1)
+    if bool(bad.any()):
+        numbers = bad.nonzero()[:, 0].tolist()
+        raise InputError(
+            f"restored crops {numbers} (of {face_count}) hold values outside [0, 1] or NaN; give floats in [0, 1] "
+            "(clamp an edit that overshoots)"
+        )
 
 
 def input_levels(image: torch.Tensor, faces: list[FaceInfo], options: RestoreOptions) -> np.ndarray | None:
@@ -152,9 +178,8 @@ def face_layer(face: FaceInfo, crop: torch.Tensor, shape: tuple[int, ...], optio
     if region.bottom <= region.top or region.right <= region.left:
         return None
     source = source_positions(inverse, region, crop.device)
-    warped = warp_from_crop(crop.permute(2, 0, 1), source).permute(1, 2, 0)
-    coverage, soft = square_paste_mask(source, options.upscale, size)
-    pixels = coverage[..., None] * warped
+    coverage, soft = square_paste_mask(source, options.upscale, size)  # before the warp: its peak holds no pixels
+    masked_square = True
     if options.uses_parse_mask:
         from .parsing import parse_paste_mask
 
@@ -162,7 +187,9 @@ def face_layer(face: FaceInfo, crop: torch.Tensor, shape: tuple[int, ...], optio
         if flow.parse_within_square:
             soft = torch.minimum(parsed, soft)
         else:
-            soft, pixels = parsed, warped
+            soft, masked_square = parsed, False
+    warped = warp_from_crop(crop.permute(2, 0, 1), source).permute(1, 2, 0)
+    pixels = warped.mul_(coverage[..., None]) if masked_square else warped  # in place: no second face-sized copy
     channels = min(shape[2], 3)
     if channels == 1 or (face.grey and not flow.grey_faces_take_input_colour):
         pixels = luma(pixels).expand(-1, -1, channels)
@@ -188,14 +215,18 @@ def _paste_one(
     layer = face_layer(face, crop, tuple(canvas.shape), options)
     if layer is None:
         return None
-    rows, cols = layer.region.slices
+    region = layer.region
     channels = layer.pixels.shape[2]
-    background = canvas[rows, cols, :channels].to(crop.device)
-    weight = layer.mask[..., None]
-    blended = torch.where(weight > 0, weight * layer.pixels + (1 - weight) * background, background)
-    canvas[rows, cols, :channels] = blended.to(canvas.device)
-    covered = mask[rows, cols].to(crop.device)
-    mask[rows, cols] = (covered + layer.mask * (1 - covered)).to(mask.device)  # keeps the faintest weights
+    band = max(BLEND_BAND_PIXELS // (region.right - region.left), 1)
+    for start in range(0, region.bottom - region.top, band):  # in bands of rows: temporaries stay small
+        local = slice(start, start + band)
+        rows, cols = slice(region.top + start, min(region.top + start + band, region.bottom)), region.slices[1]
+        background = canvas[rows, cols, :channels].to(crop.device)
+        weight = layer.mask[local, :, None]
+        blended = torch.where(weight > 0, weight * layer.pixels[local] + (1 - weight) * background, background)
+        canvas[rows, cols, :channels] = blended.to(canvas.device)
+        covered = mask[rows, cols].to(crop.device)
+        mask[rows, cols] = (covered + layer.mask[local] * (1 - covered)).to(mask.device)  # keeps the faintest weights
     return None if layer.border is None else (layer.region, layer.border)
 
 

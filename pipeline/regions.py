@@ -7,11 +7,14 @@ y2]`` lists. All become, per image, a list of :data:`Box` in input pixels.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+import numbers
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from .detection import Detection, FaceDetector, detect_faces
+from .errors import OptionError
 from .flows import DetectionResize
 
 # (x1, y1, x2, y2) in input pixels.
@@ -20,19 +23,23 @@ Box = tuple[float, float, float, float]
 REGION_CONTEXT = 0.5
 
 
-def boxes_per_image(value: object, image_count: int) -> list[list[Box]]:
-    """Boxes for each of ``image_count`` images: one set for all, or one list per image."""
+def boxes_per_image(value: object, image_count: int | None = None) -> list[list[Box]]:
+    """Boxes for each of ``image_count`` images: one set for all, or one list per image. Without
+    ``image_count`` the boxes are only checked (one list per image stands for one image)."""
+    count = 1 if image_count is None else image_count
     if _is_box(value):
-        return [[_as_box(value)]] * image_count
+        return [[_as_box(value)]] * count
     if not isinstance(value, Sequence) or isinstance(value, str):
-        raise TypeError(f"boxes must be a box, a list of boxes or one list per image; got {type(value).__name__}")
+        raise OptionError(f"regions must be a box, a list of boxes or one list per image; got {type(value).__name__}")
     items = list(value)
     if items and all(not _is_box(item) and isinstance(item, Sequence) for item in items):
-        if len(items) not in (1, image_count):
-            raise ValueError(f"{len(items)} lists of boxes for {image_count} images; give one list, or one per image")
+        if image_count is not None and len(items) not in (1, image_count):
+            raise OptionError(
+                f"regions: {len(items)} lists of boxes for {image_count} images; give one list, or one per image"
+            )
         per_image = [[_as_box(box) for box in boxes] for boxes in items]
-        return per_image * image_count if len(per_image) == 1 else per_image
-    return [[_as_box(box) for box in items]] * image_count
+        return per_image * count if len(per_image) == 1 else per_image
+    return [[_as_box(box) for box in items]] * count
 
 
 def inside(detection: Detection, boxes: list[Box]) -> bool:
@@ -77,19 +84,36 @@ def detect_in_region(
 def _is_box(value: object) -> bool:
     if isinstance(value, Mapping):
         return True
-    return isinstance(value, Sequence) and len(value) == 4 and all(isinstance(v, (int, float)) for v in value)
+    return isinstance(value, Sequence) and len(value) == 4 and all(_is_number(v) for v in value)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _as_box(value: object) -> Box:
     if isinstance(value, Mapping):
-        try:
-            x, y, w, h = (float(value[key]) for key in ("x", "y", "width", "height"))
-        except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"a BOUNDING_BOX needs numbers x, y, width, height; got {dict(value)!r}") from error
-        return (x, y, x + w, y + h)
-    if not _is_box(value):
-        raise ValueError(f"a box is [x1, y1, x2, y2] or {{x, y, width, height}}; got {value!r}")
-    x1, y1, x2, y2 = (float(v) for v in value)
+        if not all(_is_number(value.get(key)) for key in ("x", "y", "width", "height")):
+            raise OptionError(f"regions: a BOUNDING_BOX needs numbers x, y, width, height; got {dict(value)!r}")
+        x, y, w, h = _floats(value[key] for key in ("x", "y", "width", "height"))
+        corners = (x, y, x + w, y + h)
+    elif _is_box(value):
+        corners = _floats(value)
+    else:
+        raise OptionError(f"regions: a box is [x1, y1, x2, y2] or {{x, y, width, height}}; got {value!r}")
+    if not all(math.isfinite(v) for v in corners):
+        raise OptionError(f"regions: box {value!r} holds NaN or infinite values; give pixel positions")
+    x1, y1, x2, y2 = corners
     if x2 < x1 or y2 < y1:
-        raise ValueError(f"box {value!r} has x2 < x1 or y2 < y1; boxes are [x1, y1, x2, y2]")
-    return (x1, y1, x2, y2)
+        raise OptionError(
+            f"regions: box {value!r} has x2 < x1 or y2 < y1 (a negative width or height); boxes are "
+            "[x1, y1, x2, y2] or {x, y, width, height} with width and height at least 0"
+        )
+    return corners
+
+
+def _floats(values: Iterable[numbers.Real]) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in values)
+    except OverflowError as error:
+        raise OptionError(f"regions: a box position is too large for a pixel position ({error})") from error

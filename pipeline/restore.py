@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Concatenate, ParamSpec
 
@@ -21,12 +21,13 @@ import torch
 
 from ..models.checkpoint import COLORIZATION, INPAINTING, RESTORATION
 from ..models.cpu_memory import keep_freed_cpu_memory
+from .errors import OptionError
 from .faces import find_faces
 from .flows import CODEFORMER, Flow
 from .geometry import FACE_SIZE
 from .images import ImageInput, as_image_list, crops_as_float, image_is_grey, luma, resized_levels, to_uint8_rgb
 from .inference import ChunkCallback, RestorationNetwork, device_of, run_network
-from .options import RestoreOptions
+from .options import RestoreOptions, check_unit
 from .paste import check_output_size, grey_like_input, paste_faces
 from .regions import boxes_per_image
 from .results import RestoreResult
@@ -103,7 +104,7 @@ def restore_faces(
 def sweep_fidelity(
     images: ImageInput,
     model: RestorationNetwork,
-    values: Sequence[float],
+    values: Iterable[float],
     options: RestoreOptions | None = None,
     *,
     on_chunk: ChunkCallback | None = None,
@@ -111,16 +112,14 @@ def sweep_fidelity(
 ) -> RestoreResult:
     """Restore at each fidelity in ``values`` from a single detection pass.
 
+    ``values`` is any iterable of numbers in [0, 1] (a list, a generator, a numpy array).
     Results are image-major: for each input image, one output per value, in the order
     given. Each face's ``image_index`` refers to the output list.
     """
-    if not values:
-        raise ValueError("a fidelity sweep needs at least one w value")
+    values = sweep_values(values)
     pictures, options = _prepare(images, model, options, overrides)
     if options.task != RESTORATION:
         raise ValueError("a fidelity sweep needs a restoration checkpoint: colorization and inpainting fix w")
-    for value in values:
-        dataclasses.replace(options, fidelity=value)  # validates each value
     if options.has_aligned:
         runs = [_restore_aligned(pictures, model, dataclasses.replace(options, fidelity=w), on_chunk) for w in values]
     else:
@@ -135,6 +134,23 @@ def sweep_fidelity(
                 run.restored_crops = restored.cpu()
             runs.append(run)
     return _interleave(runs, len(pictures), crops_per_image=options.has_aligned)
+
+
+def sweep_values(values: Iterable[float]) -> tuple[float, ...]:
+    """The w values of a sweep, read once (an iterator is consumed here, a numpy array read as numbers),
+    each checked as ``RestoreOptions.fidelity`` is."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise OptionError(f"sweep values must be an iterable of numbers in [0, 1]; got {type(values).__name__}")
+    if isinstance(values, (np.ndarray, torch.Tensor)):
+        if values.ndim > 1:
+            raise OptionError(f"sweep values must be one row of w values; got an array of shape {tuple(values.shape)}")
+        values = values.reshape(-1).tolist()
+    swept = tuple(values)
+    if not swept:
+        raise OptionError("sweep values: a fidelity sweep needs at least one w value")
+    for position, value in enumerate(swept):
+        check_unit(f"sweep value {position}", value)
+    return swept
 
 
 def _prepare(
@@ -171,9 +187,9 @@ def with_checked_masks(options: RestoreOptions, image_count: int) -> RestoreOpti
         masks = getattr(options, name)
         if masks is None:
             continue
-        masks = masks[None] if masks.ndim == 2 else masks
-        if masks.ndim != 3 or masks.shape[0] not in (1, image_count):
-            raise ValueError(
+        masks = masks[None] if masks.ndim == 2 else masks  # (H, W) or (B, H, W): checked by the options
+        if masks.shape[0] not in (1, image_count):
+            raise OptionError(
                 f"{name} must be (H, W) or (B, H, W) with B = 1 or the {image_count} images; got {tuple(masks.shape)}"
             )
         checked[name] = masks

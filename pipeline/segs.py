@@ -15,12 +15,14 @@ our paste order: pasted with SEGSPaste (feather 0), they give the restore node's
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections import namedtuple
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
+from .errors import InputError
 from .images import as_image_list
 from .inference import RestorationNetwork
 from .options import RestoreOptions
@@ -76,7 +78,7 @@ def restore_segs(images: torch.Tensor, segs: tuple, model: RestorationNetwork, o
         )
     if not items:
         return segs
-    regions = [[float(v) for v in seg.crop_region] for seg in items]
+    regions = [_checked_crop_region(seg, number, height, width) for number, seg in enumerate(items)]
     # SEGSPaste blends through each SEG's own mask, so the parse mask has no part here
     options = dataclasses.replace(options, regions=regions, return_crops=True, upscale=1, parse_mask=False)
     result = restore_faces(pictures, model, options)
@@ -90,6 +92,24 @@ def restore_segs(images: torch.Tensor, segs: tuple, model: RestorationNetwork, o
         (height, width),
         [_with_image(seg, torch.stack(per_image)) for seg, per_image in zip(items, crops, strict=True)],
     )
+
+
+def _checked_crop_region(seg: object, number: int, height: int, width: int) -> list[float]:
+    """The SEG's ``crop_region`` [x1, y1, x2, y2]: whole pixels inside the ``width`` x ``height`` image, not
+    empty (Impact Pack clips its regions to the image; a region outside it would cut the wrong pixels)."""
+    region = getattr(seg, "crop_region", None)
+    values = list(region) if isinstance(region, Sequence) and not isinstance(region, str) else []
+    if len(values) != 4 or not all(isinstance(v, numbers.Real) and float(v).is_integer() for v in values):
+        raise InputError(
+            f"SEG {number}: crop_region must be four whole pixel positions [x1, y1, x2, y2]; got {region!r}"
+        )
+    x1, y1, x2, y2 = (int(v) for v in values)
+    if not (0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height):
+        raise InputError(
+            f"SEG {number}: crop_region {values} is not a non-empty region inside the {width}x{height} image the SEGS "
+            "describe; make the SEGS from this image (a detector's SEGS are clipped to it)"
+        )
+    return [float(v) for v in (x1, y1, x2, y2)]
 
 
 def _prepared_faces(

@@ -28,12 +28,13 @@ from ..codeformer_arch import Encoded
 from ..models.checkpoint import COLORIZATION
 from ..models.cpu_memory import keep_freed_cpu_memory
 from .detection import Detection, FaceDetector, load_detector
+from .errors import InputError, OptionError
 from .faces import detect_in_image, in_input_pixels, select_faces
 from .flows import working_scale
 from .geometry import FACE_SIZE, affine_in_input_pixels, crop_face, estimate_alignment
-from .images import as_image_list, enlarged, image_is_grey, normalise, to_uint8_rgb
+from .images import as_float_image, enlarged, image_is_grey, normalise, to_uint8_rgb
 from .inference import RestorationNetwork, as_restored_crops, device_of, dtype_of, faces_per_forward, run_network
-from .options import RestoreOptions
+from .options import RestoreOptions, check_flag, check_indices, check_size, check_unit, check_whole
 from .paste import paste_faces
 from .restore import with_upsamplers
 from .results import FaceInfo, RestoreResult
@@ -85,15 +86,25 @@ class VideoOptions:
     tracks: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        for name in ("landmark_window", "code_window"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1 frame; got {getattr(self, name)}")
-        if not 0 <= self.max_gap <= self.track_memory:
-            raise ValueError(f"need 0 <= max_gap <= track_memory; got {self.max_gap} and {self.track_memory}")
-        if not self.code_margin >= 0:
-            raise ValueError(f"code_margin must be 0 or more (a logit difference); got {self.code_margin}")
-        if not 0 < self.cut_threshold <= 1 or self.match_distance <= 0:
-            raise ValueError("cut_threshold must lie in (0, 1] and match_distance be positive")
+        check_whole("landmark_window", self.landmark_window, 1, "frame", allow_none=False)
+        check_whole("code_window", self.code_window, 1, "frame", allow_none=False)
+        check_size("code_margin", self.code_margin, "logits")
+        check_whole("max_gap", self.max_gap, 0, "frames", allow_none=False)
+        check_whole("track_memory", self.track_memory, 0, "frames", allow_none=False)
+        if self.max_gap > self.track_memory:
+            raise OptionError(
+                f"track_memory {self.track_memory} is below max_gap {self.max_gap}: need max_gap <= track_memory"
+            )
+        check_flag("causal", self.causal)
+        check_unit("cut_threshold", self.cut_threshold)
+        if self.cut_threshold == 0:
+            raise OptionError("cut_threshold must lie in (0, 1]: 0 would start a scene at every frame")
+        check_size("match_distance", self.match_distance, "face sizes")
+        if self.match_distance == 0:
+            raise OptionError("match_distance must be above 0 (a share of the face size)")
+        if self.tracks is not None:
+            check_indices("tracks", self.tracks)
+            object.__setattr__(self, "tracks", tuple(self.tracks))  # hashable, as a frozen option should be
 
     @property
     def landmark_lookahead(self) -> int:
@@ -134,7 +145,8 @@ def restore_video(
     """Restore the faces of a clip, frame by frame in order, one result per frame.
 
     ``frames`` is a (T, H, W, C) batch (ComfyUI's IMAGE of a video) or any iterable of
-    frames, e.g. a decoder's; each result holds one image, and its faces carry their
+    frames, e.g. a decoder's (a single (H, W, C) array is refused, not read as H frames);
+    errors name the frame by its number. Each result holds one image, and its faces carry their
     ``track_id``. Frames without faces come back unchanged. With ``code_window`` above 1
     the model must be a CodeFormer (it is split at its codes).
     """
@@ -145,8 +157,18 @@ def restore_video(
             f"averaging codes over frames needs a CodeFormer (with encode and decode); {type(model).__name__} has "
             "neither: use code_window=1"
         )
+    if isinstance(frames, (torch.Tensor, np.ndarray)) and frames.ndim != 4:
+        raise InputError(
+            f"frames must be a (T, H, W, C) batch or an iterable of frames; got one array of shape "
+            f"{tuple(frames.shape)}: pass a single frame as [frame] (or frame[None])"
+        )
     if options.has_aligned or options.task == "inpainting" or options.inpaint_masks is not None:
         raise ValueError("video restores detected faces in whole frames; has_aligned and inpainting are for images")
+    if options.regions is not None or options.selection_masks is not None:
+        raise OptionError(
+            "regions and selection_masks choose faces in single images and are not applied to video frames; in a "
+            "video choose faces by track (VideoOptions.tracks, or face_selection as a list of track indices)"
+        )
     if not (options.face_selection == "all" or not isinstance(options.face_selection, str)):
         raise ValueError("in a video, choose faces by track index (face_selection as a list), or all of them")
     options = dataclasses.replace(with_upsamplers(options, device_of(model)), task=resolve_task(model, options))
@@ -181,7 +203,7 @@ class _Stream:
         self.chunk = faces_per_forward(model, options)
 
     def add(self, image: torch.Tensor | np.ndarray) -> None:
-        (picture,) = as_image_list([image])
+        picture = as_float_image(image, self.seen, "frame")
         rgb = to_uint8_rgb(picture)
         grey = image_is_grey(picture, rgb, self.options.rules)
         small = thumbnail(rgb)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import pickle
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -224,6 +227,34 @@ def test_cache_reuses_and_reloads_a_changed_file(tmp_path, monkeypatch):
             load_codeformer(small_checkpoint(tmp_path / f"other{index}.pth"))
         load_codeformer(path)
         assert len(calls) == 8, "the cache keeps only a few models"
+    finally:
+        clear_model_cache()
+
+
+def test_concurrent_loads_of_one_file_build_one_network(tmp_path, monkeypatch):
+    import codeformer_nodes.models.loader as loader
+
+    path = small_checkpoint(tmp_path / "codeformer.pth")
+    calls = []
+    start = threading.Barrier(4)
+
+    def slow_build(resolved, precision):
+        calls.append(resolved)
+        time.sleep(0.3)  # long enough for every caller to arrive while the first builds
+        stand_in = torch.nn.Linear(1, 1).to(precision.dtype)
+        stand_in.generator_dtype = precision.generator_dtype
+        return stand_in
+
+    def load(_: int) -> torch.nn.Module:
+        start.wait()
+        return load_codeformer(path, precision="fp32")
+
+    monkeypatch.setattr(loader, "build_codeformer", slow_build)
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            models = list(pool.map(load, range(4)))
+        assert len(calls) == 1 and all(model is models[0] for model in models)
+        assert load_codeformer(path, precision=Precision(torch.float64)) is not models[0] and len(calls) == 2
     finally:
         clear_model_cache()
 

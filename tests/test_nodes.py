@@ -143,6 +143,27 @@ def test_fidelity_sweep_and_mask(comfy, photo, stand_in_model):
         CodeFormerFidelity().build(0.5, 1.0, False, 0.3, 0.7, 64, 256, "0.5, 2")
 
 
+@pytest.mark.parametrize("upscale", [1, 2])
+def test_after_a_sweep_crops_go_back_into_the_original_and_never_into_the_output(comfy, photo, stand_in_model, upscale):
+    (control,) = CodeFormerFidelity().build(0.5, 1.0, False, 0.3, 0.7, 64, 256, "0, 1")
+    original = photo[None]
+    image, _, _, restored, faces, _, count = CodeFormerRestoreFaces().restore(
+        original, stand_in_model, **restore_inputs(upscale=upscale), fidelity=control
+    )
+    assert image.shape == (2, photo.shape[0] * upscale, photo.shape[1] * upscale, 3) and count == 8
+    pasted, _ = CodeFormerPasteFaces().paste(original, faces, restored)
+    assert torch.allclose(pasted, image, atol=1e-6), "the restored crops pasted back give the restore node's images"
+    with pytest.raises(ValueError, match="the image the restore node was given"):
+        CodeFormerPasteFaces().paste(image, faces, restored)
+
+
+def test_the_paste_node_refuses_crops_it_cannot_paste(comfy, photo, stand_in_model):
+    *_, restored, faces, _, _ = CodeFormerRestoreFaces().restore(photo[None], stand_in_model, **restore_inputs())
+    for bad, message in [(restored * 5, "outside"), (restored.mul(255).to(torch.uint8), "uint8")]:
+        with pytest.raises(ValueError, match=message):
+            CodeFormerPasteFaces().paste(photo[None], faces, bad)
+
+
 def test_interruption_is_raised_the_comfy_way(comfy, photo, stand_in_model):
     comfy.interrupt_after = 1
     with pytest.raises(comfy_stand_ins.InterruptProcessingException):

@@ -465,3 +465,16 @@ def test_small_images_keep_their_size_unless_asked_for_the_official_one(weights_
 def test_option_values_are_refused_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         RestoreOptions(**{field: value})
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "size"), [(50, 70, 0), (64, 64, 4), (300, 200, 31), (10, 10, 25), (1, 4, 6)]
+)
+def test_erosion_takes_the_same_minimum_on_every_path(height, width, size):
+    """OpenCV erodes on the CPU, pooling elsewhere: a minimum is exact, so both give the same mask."""
+    from codeformer_nodes.pipeline.geometry import erode, erode_by_pooling
+
+    generator = torch.Generator().manual_seed(size)
+    mask = torch.rand(height, width, generator=generator)
+    mask[mask < 0.2] = 0
+    assert torch.equal(erode(mask, size), erode_by_pooling(mask, size or 3))
