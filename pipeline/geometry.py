@@ -157,7 +157,7 @@ def square_paste_mask(source: torch.Tensor, upscale: int, size: int = FACE_SIZE)
     by an edge proportional to the face size.
     """
     coverage = erode(crop_coverage(source, size), int(2 * upscale))
-    edge = int(float(coverage.double().sum()) ** 0.5) // EDGE_FRACTION
+    edge = int(float(coverage.to("cpu", torch.float64).sum()) ** 0.5) // EDGE_FRACTION  # mps has no float64
     soft = gaussian_blur(erode(coverage, 2 * edge), 2 * edge + 1)
     return coverage, soft
 
@@ -223,7 +223,7 @@ def _reflect_101(length: int, half: int, device: torch.device) -> torch.Tensor:
 def box_border(source: torch.Tensor, coverage: torch.Tensor, size: int = FACE_SIZE) -> torch.Tensor:
     """The official ``--draw_box`` border at ``source`` positions: a rim of the ``size``-pixel crop
     ``int(1400 / sqrt(face area))`` pixels wide (the area being the pasted square's), warped."""
-    area = float(coverage.double().sum())
+    area = float(coverage.to("cpu", torch.float64).sum())
     width = int(1400 / math.sqrt(area)) if area > 0 else 0
     rim = torch.ones(size, size, device=source.device)
     rim[width : size - width, width : size - width] = 0
