@@ -39,12 +39,12 @@ def load_parser(device: torch.device, weights_dir: str | Path | None = None) -> 
         return _parsers[key]
 
 
-def parse_paste_mask(crop: torch.Tensor, source: torch.Tensor, weights_dir: str | Path | None) -> torch.Tensor:
-    """Soft mask of the face pixels of a restored (S, S, 3) float crop, sampled at ``source`` positions.
+def parse_paste_mask(parser: torch.nn.Module, crop: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """Soft mask of the face pixels of a restored (S, S, 3) float crop, sampled at ``source`` positions;
+    ``parser`` is the ParseNet :func:`load_parser` gives.
 
     The parser sees the crop at 512x512; a larger (upsampled) crop is resized (linear) to
     512 for it, and the mask back to the crop's size, as the official flow does."""
-    parser = load_parser(crop.device, weights_dir)
     size = crop.shape[0]
     face = crop.permute(2, 0, 1)[None]
     if size != FACE_SIZE:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from .errors import InputError
-from .flows import cv2_interpolation, working_scale
+from .errors import InputError, OptionError
+from .flows import Flow, cv2_interpolation, working_scale
 from .geometry import (
     FACE_SIZE,
     Region,
@@ -29,7 +30,7 @@ from .geometry import (
     warp_from_crop,
 )
 from .images import enlarged, luma, to_uint8_rgb
-from .options import MAX_OUTPUT_PIXELS, RestoreOptions
+from .options import MAX_OUTPUT_PIXELS, RestoreOptions, Upscaler
 from .results import FaceInfo, RestoreResult
 
 # CodeFormer's grey conversion of restored faces (R, G, B) and its AdaIN's variance floor.
@@ -42,8 +43,45 @@ BOX_RGB = (0.0, 1.0, 0.0)
 BLEND_BAND_PIXELS = 1 << 22
 
 
+@dataclass(frozen=True)
+class PasteSettings:
+    """What pasting reads of a restore's options (see :class:`RestoreOptions`), with the face parser
+    already loaded: made before the network runs, so no weights are read while faces are pasted."""
+
+    flow: Flow
+    upscale: int = 1
+    visibility: float = 1.0
+    keep_size: bool = True
+    draw_box: bool = False
+    upscaler: Upscaler | None = None
+    face_upsampler: Upscaler | None = None
+    parser: torch.nn.Module | None = None  # ParseNet, when faces are pasted through a parsed face mask
+
+    @classmethod
+    def of(cls, options: RestoreOptions, device: torch.device, faces: bool = True) -> PasteSettings:
+        """The paste settings of ``options``, its parser (when it pastes ``faces`` through one) loaded on
+        ``device``; with no face to paste, no parser is needed (nor its weights)."""
+        from .parsing import load_parser
+
+        if isinstance(options.upscaler, (str, Path)) or isinstance(options.face_upsampler, (str, Path)):
+            raise OptionError("upscaler, face_upsampler: files must be loaded first (pipeline.restore.with_upsamplers)")
+        return cls(
+            flow=options.rules,
+            upscale=options.upscale,
+            visibility=options.visibility,
+            keep_size=options.keep_size,
+            draw_box=options.draw_box,
+            upscaler=options.upscaler,
+            face_upsampler=options.face_upsampler,
+            parser=load_parser(device, options.weights_dir) if options.uses_parse_mask and faces else None,
+        )
+
+
 def paste_faces(
-    pictures: list[torch.Tensor], faces: list[FaceInfo], restored: torch.Tensor, options: RestoreOptions
+    pictures: list[torch.Tensor],
+    faces: list[FaceInfo],
+    restored: torch.Tensor,
+    options: RestoreOptions | PasteSettings,
 ) -> RestoreResult:
     """Paste restored 512x512 crops into their images with the soft face mask.
 
@@ -57,7 +95,8 @@ def paste_faces(
     flow pastes, and ``keep_size`` brings the result back to the input's size.
     """
     check_restored_crops(restored, len(faces))
-    flow = options.rules
+    options = options if isinstance(options, PasteSettings) else PasteSettings.of(options, restored.device)
+    flow = options.flow
     paste_order = sorted(range(len(faces)), key=lambda i: (faces[i].image_index, faces[i].detection_rank))
     images, masks = [], []
     for index, picture in enumerate(pictures):
@@ -111,17 +150,17 @@ def check_restored_crops(restored: object, face_count: int) -> None:
         )
 
 
-def input_levels(image: torch.Tensor, faces: list[FaceInfo], options: RestoreOptions) -> np.ndarray | None:
+def input_levels(image: torch.Tensor, faces: list[FaceInfo], options: PasteSettings) -> np.ndarray | None:
     """``image``'s uint8 colour, once, where the flow gives some of its (grey) faces the input's colour."""
-    needed = options.rules.grey_faces_take_input_colour and any(face.grey for face in faces)
+    needed = options.flow.grey_faces_take_input_colour and any(face.grey for face in faces)
     return to_uint8_rgb(image) if needed else None
 
 
-def prepared_face(face: FaceInfo, crop: torch.Tensor, rgb: np.ndarray | None, options: RestoreOptions) -> torch.Tensor:
+def prepared_face(face: FaceInfo, crop: torch.Tensor, rgb: np.ndarray | None, options: PasteSettings) -> torch.Tensor:
     """A restored (512, 512, 3) crop as the flow pastes it: rounded to 8-bit levels, a grey image's face
     given the input crop's colour statistics, enlarged by the face upsampler. ``rgb`` is the uint8
     image ``face.affine`` maps (the flow's enlarged one, where it enlarges), from :func:`input_levels`."""
-    flow = options.rules
+    flow = options.flow
     crop = crop.float()
     if flow.rounds_restored_faces:
         crop = crop.mul(255).round_().div_(255)
@@ -132,7 +171,7 @@ def prepared_face(face: FaceInfo, crop: torch.Tensor, rgb: np.ndarray | None, op
     return crop
 
 
-def upsampled_face(crop: torch.Tensor, options: RestoreOptions) -> torch.Tensor:
+def upsampled_face(crop: torch.Tensor, options: PasteSettings) -> torch.Tensor:
     """A restored (512, 512, 3) crop enlarged ``upscale`` times by the upsampler (resized, LANCZOS4,
     when the upsampler's own scale differs), as the official ``--face_upsample`` enlarges it."""
     import cv2
@@ -168,10 +207,10 @@ class FaceLayer:
     border: torch.Tensor | None = None
 
 
-def face_layer(face: FaceInfo, crop: torch.Tensor, shape: tuple[int, ...], options: RestoreOptions) -> FaceLayer | None:
+def face_layer(face: FaceInfo, crop: torch.Tensor, shape: tuple[int, ...], options: PasteSettings) -> FaceLayer | None:
     """The layer of a restored (S, S, 3) crop in an image of ``shape`` (H, W, C); None off the image.
     S is 512, or 512 * upscale for a face enlarged by the upsampler."""
-    flow = options.rules
+    flow = options.flow
     size = crop.shape[0]
     inverse = paste_affine(np.array(face.affine), options.upscale, face_upsampled=size != FACE_SIZE)
     region = paste_region(inverse, shape[0], shape[1], size)
@@ -180,10 +219,10 @@ def face_layer(face: FaceInfo, crop: torch.Tensor, shape: tuple[int, ...], optio
     source = source_positions(inverse, region, crop.device)
     coverage, soft = square_paste_mask(source, options.upscale, size)  # before the warp: its peak holds no pixels
     masked_square = True
-    if options.uses_parse_mask:
+    if options.parser is not None:
         from .parsing import parse_paste_mask
 
-        parsed = parse_paste_mask(crop, source, options.weights_dir)
+        parsed = parse_paste_mask(options.parser, crop, source)
         if flow.parse_within_square:
             soft = torch.minimum(parsed, soft)
         else:
@@ -197,18 +236,20 @@ def face_layer(face: FaceInfo, crop: torch.Tensor, shape: tuple[int, ...], optio
     return FaceLayer(region, pixels, soft * options.visibility, border)
 
 
-def face_mask(face: FaceInfo, shape: tuple[int, ...], options: RestoreOptions) -> tuple[Region, torch.Tensor] | None:
+def face_mask(
+    face: FaceInfo, shape: tuple[int, ...], upscale: int, visibility: float
+) -> tuple[Region, torch.Tensor] | None:
     """The region and soft mask a face is pasted through, without its pixels (the square mask only)."""
-    inverse = paste_affine(np.array(face.affine), options.upscale)
+    inverse = paste_affine(np.array(face.affine), upscale)
     region = paste_region(inverse, shape[0], shape[1])
     if region.bottom <= region.top or region.right <= region.left:
         return None
-    _, soft = square_paste_mask(source_positions(inverse, region, torch.device("cpu")), options.upscale)
-    return region, soft * options.visibility
+    _, soft = square_paste_mask(source_positions(inverse, region, torch.device("cpu")), upscale)
+    return region, soft * visibility
 
 
 def _paste_one(
-    canvas: torch.Tensor, mask: torch.Tensor, face: FaceInfo, crop: torch.Tensor, options: RestoreOptions
+    canvas: torch.Tensor, mask: torch.Tensor, face: FaceInfo, crop: torch.Tensor, options: PasteSettings
 ) -> tuple[Region, torch.Tensor] | None:
     """Blend one (512, 512, 3) crop into ``canvas`` (H, W, C) and add its soft mask to ``mask``, in place;
     returns the face's border to draw, if any."""
@@ -241,7 +282,7 @@ def _blend_colour(canvas: torch.Tensor, region: Region, weight: torch.Tensor, rg
 
 
 def _back_to_input_size(
-    canvas: torch.Tensor, background: torch.Tensor, picture: torch.Tensor, options: RestoreOptions
+    canvas: torch.Tensor, background: torch.Tensor, picture: torch.Tensor, options: PasteSettings
 ) -> torch.Tensor:
     """A result pasted in the flow's enlarged image, at ``upscale`` times the input's size: what the
     paste changed, resized (INTER_LINEAR), added to the input's own background, so that pixels away
@@ -271,7 +312,7 @@ def check_output_size(picture: torch.Tensor, upscale: int) -> None:
         )
 
 
-def _background(picture: torch.Tensor, working: torch.Tensor, options: RestoreOptions) -> torch.Tensor:
+def _background(picture: torch.Tensor, working: torch.Tensor, options: PasteSettings) -> torch.Tensor:
     """The image to paste into: a copy of ``working`` (the input, or the input as the flow enlarged it),
     enlarged when upscaling (on the CPU). An upsampler enlarges the input itself, and its result is
     resized (LANCZOS4) to the canvas, as both helpers do."""
@@ -284,7 +325,7 @@ def _background(picture: torch.Tensor, working: torch.Tensor, options: RestoreOp
 
     size = (width * scale, height * scale)
     if options.upscaler is None:
-        interpolation = cv2_interpolation(options.rules.background_interpolation)
+        interpolation = cv2_interpolation(options.flow.background_interpolation)
         enlarged = cv2.resize(working.numpy(), size, interpolation=interpolation).reshape(size[1], size[0], -1)
         return torch.from_numpy(enlarged).clamp(0, 1)
     colour = picture[..., :3] if picture.shape[2] >= 3 else picture.expand(-1, -1, 3)

@@ -21,6 +21,7 @@ import torch
 
 from ..models.checkpoint import COLORIZATION, INPAINTING, RESTORATION
 from ..models.cpu_memory import keep_freed_cpu_memory
+from .detection import load_detector
 from .errors import OptionError
 from .faces import find_faces
 from .flows import CODEFORMER, Flow
@@ -28,7 +29,7 @@ from .geometry import FACE_SIZE
 from .images import ImageInput, as_image_list, crops_as_float, image_is_grey, luma, resized_levels, to_uint8_rgb
 from .inference import ChunkCallback, RestorationNetwork, device_of, run_network
 from .options import RestoreOptions, check_unit
-from .paste import check_output_size, grey_like_input, paste_faces
+from .paste import PasteSettings, check_output_size, grey_like_input, paste_faces
 from .regions import boxes_per_image
 from .results import RestoreResult
 from .tasks import (
@@ -92,8 +93,9 @@ def restore_faces(
         fill = inpaint_crop_masks(pictures, faces, crops, options)
         touched = fill.any(axis=(1, 2))  # a face with nothing to fill is left as it is, not resampled
         faces, crops, fill = [f for f, t in zip(faces, touched, strict=True) if t], crops[touched], fill[touched]
+    paste = PasteSettings.of(options, device_of(model), faces=bool(faces))  # weights read before the network runs
     restored = run_network(model, crops, [face.fidelity for face in faces], options, on_chunk, fill)
-    result = paste_faces(pictures, faces, restored, options)
+    result = paste_faces(pictures, faces, restored, paste)
     if options.return_crops:
         result.crops = crops_as_float(crops)
         result.restored_crops = restored.cpu()
@@ -124,11 +126,12 @@ def sweep_fidelity(
         runs = [_restore_aligned(pictures, model, dataclasses.replace(options, fidelity=w), on_chunk) for w in values]
     else:
         faces, crops = find_faces(pictures, options, device_of(model))
+        paste = PasteSettings.of(options, device_of(model), faces=bool(faces))
         runs = []
         for w in values:
             restored = run_network(model, crops, [w] * len(faces), options, on_chunk)
             swept = [dataclasses.replace(face, fidelity=w) for face in faces]
-            run = paste_faces(pictures, swept, restored, options)
+            run = paste_faces(pictures, swept, restored, paste)
             if options.return_crops:
                 run.crops = crops_as_float(crops)
                 run.restored_crops = restored.cpu()
@@ -156,7 +159,9 @@ def sweep_values(values: Iterable[float]) -> tuple[float, ...]:
 def _prepare(
     images: ImageInput, model: RestorationNetwork, options: RestoreOptions | None, overrides: dict[str, object]
 ) -> tuple[list[torch.Tensor], RestoreOptions]:
-    """Images as float tensors, and options with overrides applied, masks checked and the task resolved."""
+    """Images as float tensors, and options with overrides applied, masks checked, the task resolved and
+    the detector and upsamplers loaded: their weights are read here, before the first image is computed
+    (the parser's once faces are found: :class:`PasteSettings`)."""
     options = dataclasses.replace(options or RestoreOptions(), **overrides)
     pictures = as_image_list(images)
     for picture in pictures:
@@ -164,7 +169,11 @@ def _prepare(
     options = with_checked_masks(options, len(pictures))
     if options.regions is not None:
         options = dataclasses.replace(options, regions=boxes_per_image(options.regions, len(pictures)))
-    return pictures, dataclasses.replace(with_upsamplers(options, device_of(model)), task=resolve_task(model, options))
+    device = device_of(model)
+    options = dataclasses.replace(with_upsamplers(options, device), task=resolve_task(model, options))
+    if isinstance(options.detector, str) and not options.has_aligned:
+        options = dataclasses.replace(options, detector=load_detector(options.detector, device, options.weights_dir))
+    return pictures, options
 
 
 def with_upsamplers(options: RestoreOptions, device: torch.device) -> RestoreOptions:

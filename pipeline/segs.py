@@ -26,7 +26,7 @@ from .errors import InputError
 from .images import as_image_list
 from .inference import RestorationNetwork
 from .options import RestoreOptions
-from .paste import face_layer, face_mask, input_levels, prepared_face
+from .paste import PasteSettings, face_layer, face_mask, input_levels, prepared_face
 from .restore import restore_faces
 from .results import FaceInfo
 
@@ -44,7 +44,7 @@ def faces_to_segs(image: torch.Tensor, faces: Sequence[FaceInfo], options: Resto
     height, width = picture.shape[:2]
     segs = []
     for face in sorted(faces, key=lambda f: f.detection_rank):
-        found = face_mask(face, tuple(picture.shape), options)
+        found = face_mask(face, tuple(picture.shape), options.upscale, options.visibility)
         if found is None:
             continue
         region, soft = found
@@ -82,12 +82,13 @@ def restore_segs(images: torch.Tensor, segs: tuple, model: RestorationNetwork, o
     # SEGSPaste blends through each SEG's own mask, so the parse mask has no part here
     options = dataclasses.replace(options, regions=regions, return_crops=True, upscale=1, parse_mask=False)
     result = restore_faces(pictures, model, options)
+    paste = PasteSettings.of(options, result.restored_crops.device)
     crops = [[] for _ in items]
     for index, picture in enumerate(pictures):
         faces = [(i, face) for i, face in enumerate(result.faces) if face.image_index == index]
-        prepared = _prepared_faces(picture, faces, result.restored_crops, options)
+        prepared = _prepared_faces(picture, faces, result.restored_crops, paste)
         for seg, per_image in zip(items, crops, strict=True):
-            per_image.append(_restored_crop(picture, seg.crop_region, faces, prepared, options))
+            per_image.append(_restored_crop(picture, seg.crop_region, faces, prepared, paste))
     return (
         (height, width),
         [_with_image(seg, torch.stack(per_image)) for seg, per_image in zip(items, crops, strict=True)],
@@ -113,7 +114,7 @@ def _checked_crop_region(seg: object, number: int, height: int, width: int) -> l
 
 
 def _prepared_faces(
-    picture: torch.Tensor, faces: list[tuple[int, FaceInfo]], restored: torch.Tensor, options: RestoreOptions
+    picture: torch.Tensor, faces: list[tuple[int, FaceInfo]], restored: torch.Tensor, options: PasteSettings
 ) -> dict[int, torch.Tensor]:
     """Each face's restored crop as the paste prepares it (``paste.prepared_face``), by its row in ``restored``."""
     rgb = input_levels(picture, [face for _, face in faces], options)
@@ -122,7 +123,7 @@ def _prepared_faces(
 
 def _restored_crop(
     picture: torch.Tensor, crop_region: Sequence[int], faces: list[tuple[int, FaceInfo]],
-    prepared: dict[int, torch.Tensor], options: RestoreOptions,
+    prepared: dict[int, torch.Tensor], options: PasteSettings,
 ) -> torch.Tensor:  # fmt: skip
     """The crop region of ``picture`` with the restored faces inside it put where they are pasted."""
     x1, y1, x2, y2 = (int(v) for v in crop_region)

@@ -35,7 +35,7 @@ from .geometry import FACE_SIZE, affine_in_input_pixels, crop_face, estimate_ali
 from .images import as_float_image, enlarged, image_is_grey, normalise, to_uint8_rgb
 from .inference import RestorationNetwork, as_restored_crops, device_of, dtype_of, faces_per_forward, run_network
 from .options import RestoreOptions, check_flag, check_indices, check_size, check_unit, check_whole
-from .paste import paste_faces
+from .paste import PasteSettings, paste_faces
 from .restore import with_upsamplers
 from .results import FaceInfo, RestoreResult
 from .tasks import resolve_task, task_adain, task_fidelity
@@ -190,6 +190,7 @@ class _Stream:
         self, model: RestorationNetwork, options: RestoreOptions, video: VideoOptions, detector: FaceDetector
     ) -> None:
         self.model, self.options, self.video, self.detector = model, options, video, detector
+        self.paste: PasteSettings | None = None  # made, its parser loaded, when the first face is found
         self.tracker = Tracker(video.track_memory, video.match_distance)
         self.frames: deque[_Frame] = deque()  # past frames still needed as context, then those in flight
         self.seen = 0
@@ -277,6 +278,8 @@ class _Stream:
             )
         frame.crops = np.stack(crops) if crops else np.zeros((0, FACE_SIZE, FACE_SIZE, 3), np.uint8)
         frame.rgb = None  # cropped: the uint8 copy is no longer needed
+        if frame.faces and (self.paste is None or self.paste.parser is None) and self.options.uses_parse_mask:
+            self.paste = PasteSettings.of(self.options, device_of(self.model))  # the parser, before the network
         if self.video.code_window > 1 and frame.faces:
             self._encode(frame)
 
@@ -375,7 +378,9 @@ class _Stream:
                     out = self.model.decode(encoded, codes[rows].to(encoded.logits.device), fidelities[rows], adain)
                     outputs.append(as_restored_crops(out, rows.start, len(frame.faces)))
             restored = torch.cat(outputs)
-        result = paste_faces([frame.picture], frame.faces, restored, self.options)
+        if self.paste is None:  # no face yet, or no parse mask: nothing to load
+            self.paste = PasteSettings.of(self.options, device_of(self.model), faces=False)
+        result = paste_faces([frame.picture], frame.faces, restored, self.paste)
         frame.picture, frame.encoded, frame.crops = None, None, None  # only the small per-face data stays
         return result
 
