@@ -26,6 +26,7 @@ import torch
 
 from ..codeformer_arch import Encoded
 from ..models.cpu_memory import keep_freed_cpu_memory
+from .conversion import Picture
 from .detection import Detection, FaceDetector, load_detector
 from .faces import detect_in_image, in_input_pixels, select_faces
 from .flows import working_scale
@@ -125,17 +126,19 @@ class _Frame:
 
 
 def restore_video(
-    frames: Iterable[torch.Tensor | np.ndarray] | torch.Tensor,
+    frames: Iterable[Picture] | torch.Tensor | np.ndarray,
     model: RestorationNetwork,
     options: RestoreOptions | None = None,
     video: VideoOptions | None = None,
 ) -> Iterator[RestoreResult]:
     """Restore the faces of a clip, frame by frame in order, one result per frame.
 
-    ``frames`` is a (T, H, W, C) batch (ComfyUI's IMAGE of a video) or any iterable of
-    frames, e.g. a decoder's; each result holds one image, and its faces carry their
-    ``track_id``. Frames without faces come back unchanged. With ``code_window`` above 1
-    the model must be a CodeFormer (it is split at its codes).
+    ``frames`` is a (T, H, W, C) batch (ComfyUI's IMAGE of a video, or an array) or any iterable
+    of frames (tensors, arrays or PIL images, as :func:`restore_faces` takes them), e.g. a
+    decoder's; each result holds one image (``result.images_like(frame)`` gives it in the
+    frame's kind), and its faces carry their ``track_id``. Frames without faces come back
+    unchanged. With ``code_window`` above 1 the model must be a CodeFormer (it is split at its
+    codes).
     """
     video = video or VideoOptions()
     options = options or RestoreOptions()
@@ -179,7 +182,7 @@ class _Stream:
         self.filters = dataclasses.replace(options, face_selection="all")
         self.chunk = options.chunk_size or auto_chunk_size(device_of(model))
 
-    def add(self, image: torch.Tensor | np.ndarray) -> None:
+    def add(self, image: Picture) -> None:
         (picture,) = as_image_list([image])
         rgb = to_uint8_rgb(picture)
         grey = image_is_grey(picture, rgb, self.options.rules)
