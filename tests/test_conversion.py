@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
@@ -15,7 +16,7 @@ from codeformer_nodes.pipeline.images import as_image_list
 from codeformer_nodes.pipeline.video import VideoOptions, restore_video
 
 from .conftest import TESTDATA
-from .test_pipeline import DETECTOR, RecordingNetwork
+from .test_pipeline import DETECTOR, RecordingNetwork, TaskNetwork
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +147,16 @@ def test_video_frames_as_pil_images(rgb, options):
     assert all(isinstance(image, Image.Image) and image.mode == "RGB" for image in restored)
     still = restore_faces(frames[0], RecordingNetwork(), options).images_like(frames[0])
     assert np.array_equal(pixels(restored[0]), pixels(still)), "a frame is restored as the image would be"
+
+
+def test_a_colorized_grey_image_comes_back_in_colour(rgb, options):
+    grey_pil, grey_array = in_mode(rgb, "L"), rgb.mean(axis=2).astype(np.uint8)
+    options = dataclasses.replace(options, face_selection="largest")
+    colour = restore_faces(grey_pil, TaskNetwork("colorization"), options).images_like(grey_pil)
+    assert colour.mode == "RGB" and colour.size == grey_pil.size
+    array = restore_faces(grey_array, TaskNetwork("colorization"), options).images_like(grey_array)
+    assert array.shape == (*grey_array.shape, 3) and array.dtype == np.uint8
+    assert np.abs(array[..., 0].astype(int) - array[..., 1]).max() > 100, "the face came back red, not grey"
 
 
 def test_unreadable_modes_and_kinds_are_named(rgb, options):
