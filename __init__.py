@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
+# ComfyUI serves this folder as /extensions/<pack>/: the docs panel reads docs/<NodeName>.md there.
+WEB_DIRECTORY = "./web"
 
 _LAZY_EXPORTS = {
     "CodeFormer": ".codeformer_arch",

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from .conversion import INTEGER_LEVELS, ImageInput, is_pil_image, pil_levels
 from .flows import Flow, grey_by_channel_variance
 
 # Channels of an image may differ by this many 8-bit levels and it still counts as grey
@@ -17,35 +18,36 @@ GREY_SAMPLE_STEP = 16
 # ITU-R BT.601 luma weights, as OpenCV's RGB-to-grey conversion uses.
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
-ImageInput = torch.Tensor | np.ndarray | Sequence[torch.Tensor | np.ndarray]
-# Integer dtypes read as levels, and their full scale.
-INTEGER_LEVELS = {torch.uint8: 255.0, torch.uint16: 65535.0}
-
 
 def as_image_list(images: ImageInput) -> list[torch.Tensor]:
     """Float32 (H, W, C) tensors in [0, 1] on the CPU, C in {1, 3, 4}.
 
     Accepts a (B, H, W, C) batch (ComfyUI's IMAGE), one (H, W, C) or (H, W) image, or a list
-    of them, as torch tensors or numpy arrays: floats in [0, 1], or uint8 / uint16 levels.
+    of them, as torch tensors or numpy arrays (floats in [0, 1], or uint8 / uint16 levels) or
+    PIL images (any common mode: see :mod:`.conversion`; 16-bit modes as levels).
     Float values outside [0, 1] (an upscaler or a VAE can overshoot) are clamped; other
     integer types are refused, not guessed. In-range float CPU tensors come back as views of
     the caller's storage: the pipeline only reads them.
     """
     if isinstance(images, (torch.Tensor, np.ndarray)):
         items: Sequence[object] = list(images) if images.ndim == 4 else [images]
+    elif is_pil_image(images):
+        items = [images]
     elif isinstance(images, Sequence) and not isinstance(images, (str, bytes)):
         items = images
     else:
-        raise TypeError(f"images must be a tensor or array, or a list of them; got {_describe(images)}")
+        raise TypeError(f"images must be a tensor, array or PIL image, or a list of them; got {_describe(images)}")
     return [as_float_image(item, index) for index, item in enumerate(items)]
 
 
 def as_float_image(image: object, index: int, noun: str = "image") -> torch.Tensor:
     """One image as :func:`as_image_list` reads it; errors name it as ``noun`` ``index`` (e.g. "frame 7")."""
+    if is_pil_image(image):
+        image = pil_levels(image, index)
     if isinstance(image, np.ndarray):
         image = torch.from_numpy(image.astype(image.dtype.newbyteorder("=")) if image.dtype.byteorder == ">" else image)
     if not isinstance(image, torch.Tensor):
-        raise TypeError(f"{noun} {index} must be a tensor or array; got {_describe(image)}")
+        raise TypeError(f"{noun} {index} must be a tensor, array or PIL image; got {_describe(image)}")
     tensor = image.detach()
     if tensor.dtype in INTEGER_LEVELS:
         tensor = tensor.to("cpu", torch.float32) / INTEGER_LEVELS[tensor.dtype]
@@ -79,8 +81,6 @@ def _describe(value: object) -> str:
     name = type(value).__name__
     if isinstance(value, (str, bytes)) or hasattr(value, "__fspath__"):
         return f"a path ({name}); read the file first, e.g. codeformer_nodes.batch.imageio.read_image(path).pixels"
-    if hasattr(value, "getbands"):
-        return f"a PIL image ({name}); convert it first, e.g. numpy.asarray(image)"
     return name
 
 

@@ -21,12 +21,13 @@ import torch
 
 from ..models.checkpoint import COLORIZATION, INPAINTING, RESTORATION
 from ..models.cpu_memory import keep_freed_cpu_memory
+from .conversion import ImageInput
 from .detection import load_detector
 from .errors import OptionError
 from .faces import find_faces
 from .flows import CODEFORMER, Flow
 from .geometry import FACE_SIZE
-from .images import ImageInput, as_image_list, crops_as_float, image_is_grey, luma, resized_levels, to_uint8_rgb
+from .images import as_image_list, crops_as_float, image_is_grey, luma, resized_levels, to_uint8_rgb
 from .inference import ChunkCallback, RestorationNetwork, device_of, run_network
 from .options import RestoreOptions, check_unit
 from .paste import PasteSettings, check_output_size, grey_like_input, paste_faces
@@ -72,8 +73,10 @@ def restore_faces(
     """Restore every face in ``images`` with a CodeFormer ``model``.
 
     Args:
-        images: a (B, H, W, C) float batch in [0, 1] (ComfyUI's IMAGE), or a list of
-            float tensors or uint8 arrays; C is 1 (grey), 3 (RGB) or 4 (RGBA; alpha kept).
+        images: a (B, H, W, C) float batch in [0, 1] (ComfyUI's IMAGE), one image or a list:
+            tensors or arrays (floats in [0, 1], uint8 / uint16 levels; (H, W) or C of 1 (grey),
+            3 (RGB) or 4 (RGBA; alpha kept)) or PIL images (``restore_faces(pipe(prompt).images,
+            ...)``); ``result.images_like(images)`` gives the results back in their kind.
         model: a network from :func:`codeformer_nodes.load_codeformer`; its device and
             dtype decide where the faces run.
         options: a :class:`RestoreOptions`; keyword ``overrides`` replace single fields.

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .conversion import ImageInput, Picture, images_like
+
 
 @dataclass(frozen=True)
 class FaceInfo:
@@ -66,3 +68,9 @@ class RestoreResult:
 
     def faces_json(self) -> str:
         return json.dumps([face.to_dict() for face in self.faces])
+
+    def images_like(self, inputs: ImageInput) -> Picture | list[Picture]:
+        """The restored images in the kind of ``inputs``, the images the run was given: PIL images
+        of their own mode, arrays or tensors of their own dtype and layout (see
+        :func:`codeformer_nodes.pipeline.conversion.images_like`)."""
+        return images_like(self.images, inputs)

@@ -27,6 +27,7 @@ import torch
 from ..codeformer_arch import Encoded
 from ..models.checkpoint import COLORIZATION
 from ..models.cpu_memory import keep_freed_cpu_memory
+from .conversion import Picture
 from .detection import Detection, FaceDetector, load_detector
 from .errors import InputError, OptionError
 from .faces import detect_in_image, in_input_pixels, select_faces
@@ -137,18 +138,20 @@ class _Frame:
 
 
 def restore_video(
-    frames: Iterable[torch.Tensor | np.ndarray] | torch.Tensor,
+    frames: Iterable[Picture] | torch.Tensor | np.ndarray,
     model: RestorationNetwork,
     options: RestoreOptions | None = None,
     video: VideoOptions | None = None,
 ) -> Iterator[RestoreResult]:
     """Restore the faces of a clip, frame by frame in order, one result per frame.
 
-    ``frames`` is a (T, H, W, C) batch (ComfyUI's IMAGE of a video) or any iterable of
-    frames, e.g. a decoder's (a single (H, W, C) array is refused, not read as H frames);
-    errors name the frame by its number. Each result holds one image, and its faces carry their
-    ``track_id``. Frames without faces come back unchanged. With ``code_window`` above 1
-    the model must be a CodeFormer (it is split at its codes).
+    ``frames`` is a (T, H, W, C) batch (ComfyUI's IMAGE of a video, or an array) or any iterable
+    of frames (tensors, arrays or PIL images, as :func:`restore_faces` takes them), e.g. a
+    decoder's (a single (H, W, C) array is refused, not read as H frames); errors name the frame
+    by its number. Each result holds one image (``result.images_like(frame)`` gives it in the
+    frame's kind), and its faces carry their ``track_id``. Frames without faces come back
+    unchanged. With ``code_window`` above 1 the model must be a CodeFormer (it is split at its
+    codes).
     """
     video = video or VideoOptions()
     options = options or RestoreOptions()
@@ -203,7 +206,7 @@ class _Stream:
         self.filters = dataclasses.replace(options, face_selection="all")
         self.chunk = faces_per_forward(model, options)
 
-    def add(self, image: torch.Tensor | np.ndarray) -> None:
+    def add(self, image: Picture) -> None:
         picture = as_float_image(image, self.seen, "frame")
         rgb = to_uint8_rgb(picture)
         grey = image_is_grey(picture, rgb, self.options.rules)

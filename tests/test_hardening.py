@@ -88,11 +88,6 @@ def test_wrong_kinds_of_input_are_named(weights_dir, value, hint):
         restore_faces(value, InvertingNetwork(), options(weights_dir))
 
 
-def test_a_pil_image_is_named():
-    with pytest.raises(TypeError, match="PIL image"):
-        restore_faces([Image.new("RGB", (8, 8))], InvertingNetwork(), RestoreOptions())
-
-
 def test_values_outside_the_unit_range_are_clamped(weights_dir):
     bright = torch.from_numpy(photo("group_four.png") / np.float32(255)) * 1.5 - 0.25
     result = restore_faces(bright[None], InvertingNetwork(), options(weights_dir))
