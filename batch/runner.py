@@ -21,7 +21,7 @@ import torch
 from ..models.cpu_memory import keep_freed_cpu_memory
 from ..pipeline import RestoreOptions, restore_faces
 from ..pipeline.inference import device_of, faces_per_forward
-from ..pipeline.video import VideoOptions
+from ..pipeline.video_options import VideoOptions
 from .claims import claim, mark_skipped, release
 from .imageio import LoadedImage, WriteSettings, depth_warning, read_image, write_image
 from .naming import earlier_outputs, kept_aside, output_path, record_output, video_destination

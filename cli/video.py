@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..batch.videofiles import VIDEO_SUFFIXES
-from ..pipeline.video import VideoOptions
+from ..pipeline.video_options import VideoOptions
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
