@@ -273,3 +273,31 @@ def test_a_variable_rate_video_keeps_its_timing(helper_weights, tmp_path):
     times, _ = frame_times(tmp_path / "out" / "vfr.mkv")
     assert len(times) == len(shown)
     assert max(abs(time - ms / 1000) for time, ms in zip(times, shown, strict=True)) <= 0.021  # within a frame
+
+
+def test_a_video_output_follows_the_umask_as_images_do(helper_weights, tmp_path):
+    import os
+
+    from .test_video import FRAME_BY_FRAME, RecordingNetwork
+
+    clip = tmp_path / "in" / "clip.mkv"
+    clip.parent.mkdir()
+    write_timed_clip(clip, (64, 48), [0, 40], "libx264")
+    photo = small_photo(tmp_path / "in")
+    old = os.umask(0o022)
+    try:
+        run([clip, photo], RecordingNetwork(), options(helper_weights), tmp_path / "out", WriteSettings(), False,
+            video=FRAME_BY_FRAME)  # fmt: skip
+    finally:
+        os.umask(old)
+    modes = {path.name: path.stat().st_mode & 0o777 for path in (tmp_path / "out").iterdir()}
+    assert modes == {"clip.mkv": 0o644, "small.png": 0o644}
+
+
+def test_converting_onto_a_folder_is_refused(recipe_checkpoint, tmp_path, capsys):
+    from codeformer_nodes.cli.convert import main as convert
+
+    folder = tmp_path / "out.safetensors"
+    folder.mkdir()
+    assert convert([str(recipe_checkpoint), str(folder)]) == 1
+    assert "is a folder" in capsys.readouterr().err
