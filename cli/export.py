@@ -1,20 +1,9 @@
 """``codeformer-export WEIGHTS OUT.onnx``: write a CodeFormer checkpoint as an ONNX model, then check it.
 
-The model has FaceFusion's face-enhancer interface, so the file drops into tools built for
-it: input ``input``, (B, 3, 512, 512) float32 RGB faces normalised as ``(rgb - 0.5) / 0.5``;
-input ``weight``, float64 fidelity in [0, 1] of shape (1,) (one for all faces, as FaceFusion
-feeds it) or (B,) (one per face); first output ``output``, the restored faces (B, 3, 512, 512),
-unclamped. A second output ``logits`` (B, 256, codebook size) holds the scores the codes were
-picked from (the code of each token is their argmax over the last axis); ``--no-logits`` leaves
-it out. The batch is dynamic. The fusion runs for every ``w`` (``w = 0`` multiplies it by 0: the
-same result as skipping it). AdaIN is inside where the task's official call uses it
-(restoration and colorization; inpainting runs without it, and its blend with the input stays
-the caller's). ``w`` is not range-checked inside the graph.
-
-After writing, the command runs the file in onnxruntime (CPU) on a face (random, or
-``--check-input``) at w = 0 and 0.5 (``--check-weights``) and fails unless the output lies
-within ``--tolerance`` (1e-4) of this package's float32 torch network with identical codes.
-Needs the ``onnx`` extra (onnx, onnxruntime).
+The model has FaceFusion's face-enhancer interface (``models/onnx_export.py`` describes its
+inputs and outputs). After writing, the command runs the file in onnxruntime (CPU) on a face
+(random, or ``--check-input``) at each ``--check-weights`` and removes it unless the output lies
+within ``--tolerance`` of the float32 torch network with identical codes. Needs the ``onnx`` extra.
 """
 
 from __future__ import annotations
