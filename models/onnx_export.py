@@ -5,7 +5,8 @@ it: input ``input``, (B, 3, 512, 512) float32 RGB faces normalised as ``(rgb - 0
 input ``weight``, float64 fidelity in [0, 1] of shape (1,) (one for all faces, as FaceFusion
 feeds it) or (B,) (one per face); first output ``output``, the restored faces (B, 3, 512, 512),
 unclamped. A second output ``logits`` (B, 256, codebook size) holds the scores the codes were
-picked from (the code of each token is their argmax over the last axis); it is optional. The batch is dynamic. The fusion runs for every ``w`` (``w = 0`` multiplies it by 0: the
+picked from (the code of each token is their argmax over the last axis); it is optional.
+The batch is dynamic. The fusion runs for every ``w`` (``w = 0`` multiplies it by 0: the
 same result as skipping it). AdaIN is inside where the task's official call uses it
 (restoration and colorization; inpainting runs without it, and its blend with the input stays
 the caller's). ``w`` is not range-checked inside the graph.
