@@ -19,10 +19,8 @@ import numpy as np
 import torch
 
 from ..models.files import atomic_destination
+from .formats import SUFFIX_FORMATS
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
-FORMATS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
-SUFFIX_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
 EXIF_ORIENTATION_TAG = 0x0112
 # The colour space an ICC profile describes (bytes 16-20 of its header), per written Pillow mode.
 ICC_SPACES = {"RGB": b"RGB ", "RGBA": b"RGB ", "L": b"GRAY"}

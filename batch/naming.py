@@ -17,8 +17,8 @@ import re
 from pathlib import Path
 
 from ..models.downloads import user_cache_dir
-from .imageio import FORMATS, IMAGE_SUFFIXES, WriteSettings, output_format
-from .videofiles import VIDEO_SUFFIXES
+from .formats import FORMATS, IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from .imageio import WriteSettings, output_format
 
 INPUT_SUFFIXES = (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES)
 # An output that would land on an input (same folder) is named NAME_restored(_N).

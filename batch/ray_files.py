@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ..models.files import PARTIAL_SUFFIX, atomic_destination, partial_prefix
-from .imageio import IMAGE_SUFFIXES, WriteSettings
+from .formats import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from .imageio import WriteSettings
 from .naming import RESTORED_NAME, earlier_outputs, expand_inputs, output_path
-from .videofiles import VIDEO_SUFFIXES
 
 # pyarrow filesystems whose objects appear whole when their upload completes (no rename needed, or cheap).
 OBJECT_STORES = ("s3", "gcs", "abfs")

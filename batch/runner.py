@@ -23,10 +23,11 @@ from ..pipeline import RestoreOptions, restore_faces
 from ..pipeline.inference import device_of, faces_per_forward
 from ..pipeline.video_options import VideoOptions
 from .claims import claim, mark_skipped, release
+from .formats import VIDEO_SUFFIXES
 from .imageio import LoadedImage, WriteSettings, depth_warning, read_image, write_image
 from .naming import earlier_outputs, kept_aside, output_path, record_output, video_destination
 from .report import ReportEntry
-from .videofiles import VIDEO_SUFFIXES, restore_video_file
+from .videofiles import restore_video_file
 
 # Images decoded ahead of the network, so it never waits on the disk.
 PREFETCH = 2

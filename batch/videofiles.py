@@ -23,7 +23,6 @@ from ..pipeline.inference import RestorationNetwork
 from ..pipeline.options import RestoreOptions
 from ..pipeline.video import VideoOptions, restore_video
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
 # Output video codec per container; quality as the constant rate factor (lower is better).
 CODECS = {".webm": "libvpx-vp9"}
 DEFAULT_CODEC = "libx264"

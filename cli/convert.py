@@ -9,7 +9,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..models.convert import convert_to_safetensors
 from ..models.errors import CodeFormerWeightsError
 from .helptext import DefaultsHelpFormatter, description
 
@@ -21,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("source", type=Path, help="CodeFormer weights (.pth, .pt, .ckpt or .safetensors)")
     parser.add_argument("destination", type=Path, help="the .safetensors file to write")
     args = parser.parse_args(argv)
+    from ..models.convert import convert_to_safetensors  # torch loads once the arguments are read
+
     try:
         task = convert_to_safetensors(args.source, args.destination)
     except (CodeFormerWeightsError, ValueError, OSError) as error:

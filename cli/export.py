@@ -12,9 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..models.checkpoint import TASKS, checked_task
+from ..models.choices import TASKS
 from ..models.errors import CodeFormerWeightsError
-from ..models.onnx_export import (
+from ..models.onnx_interface import (
     DEFAULT_CHECK_WEIGHTS,
     DEFAULT_OPSET,
     DEFAULT_TOLERANCE,
@@ -22,12 +22,7 @@ from ..models.onnx_export import (
     LOGITS_NAME,
     OUTPUT_NAME,
     WEIGHT_NAME,
-    ExportError,
-    check_export,
-    export_onnx,
-    read_check_input,
 )
-from ..pipeline.tasks import task_adain
 from .helptext import DefaultsHelpFormatter, description
 
 
@@ -53,11 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from ..models.onnx_export import ExportError  # torch loads once the arguments are read
+
     try:
         import onnx  # noqa: F401 - the exporter needs it; fail before the slow load when the extra is missing
         import onnxruntime  # noqa: F401
 
+        from ..models.checkpoint import checked_task
         from ..models.loader import load_codeformer
+        from ..models.onnx_export import check_export, export_onnx, read_check_input
+        from ..pipeline.tasks import task_adain
 
         if args.destination.suffix.lower() != ".onnx":
             raise ValueError(f"destination {args.destination} must end in .onnx")

@@ -5,13 +5,10 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from typing import TYPE_CHECKING
 
-from ..batch.imageio import WriteSettings
-from ..batch.ray_driver import import_ray, restore_with_ray
-from ..batch.ray_files import filesystem, is_uri, uri_of_path
-from ..batch.ray_worker import ModelSpec, WorkerSetupError
-from ..batch.report import ReportEntry, reported_run
-from ..pipeline import RestoreOptions
+if TYPE_CHECKING:
+    from ..pipeline.options import RestoreOptions
 
 ADDRESS = re.compile(r"^(auto|local|ray://.+|https?://.+|[\w.-]+:\d+)$")
 
@@ -30,6 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace, options: RestoreOptions, parser: argparse.ArgumentParser) -> int:
     """``codeformer-restore ... --ray``: as the local run, with the restoring done by the cluster."""
+    from ..batch.imageio import WriteSettings
+    from ..batch.ray_driver import import_ray, restore_with_ray
+    from ..batch.ray_files import filesystem, is_uri, uri_of_path
+    from ..batch.ray_worker import ModelSpec, WorkerSetupError
+    from ..batch.report import ReportEntry, reported_run
+
     address: str | None = args.ray or None
     inputs = list(args.inputs)
     if address is not None and not ADDRESS.match(address):  # `--ray photos/ -o out`: an input, not an address

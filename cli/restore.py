@@ -14,30 +14,24 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from ..batch.imageio import FORMATS, WriteSettings
-from ..batch.naming import expand_inputs
-from ..batch.preflight import missing_weights, with_upsampler
-from ..batch.report import ReportEntry, report_problem, reported_run, writable_folder_problem, write_report
-from ..batch.runner import run
-from ..models import PRECISION_HELP, PRECISIONS, TASKS, CodeFormerWeightsError, load_codeformer
-from ..models.checkpoint import RESTORATION, checked_task
-from ..models.devices import default_device, usable_device
+# Only what the parser needs is imported here: torch and the run's modules load in main(), once the
+# arguments are read, so that --help answers at once.
+from ..batch.formats import FORMATS
+from ..batch.report import report_problem, writable_folder_problem, write_report
+from ..models.choices import BACKENDS, PRECISION_HELP, PRECISIONS, RESTORATION, TASKS
 from ..models.files import atomic_destination
 from ..models.official import OFFICIAL_CHECKPOINTS
-from ..models.onnx_network import BACKENDS, onnxruntime_network
-from ..models.upsamplers import REALESRGAN_X2PLUS
-from ..nodes.workflow import export_workflow
-from ..pipeline import FidelityRamp, RestoreOptions
+from ..models.upsamplers import DEFAULT_TILE, REALESRGAN_X2PLUS
 from ..pipeline.detection import DETECTORS
 from ..pipeline.flows import FLOW_NAMES
-from ..pipeline.options import FACE_SELECTIONS, MAX_UPSCALE
-from ..pipeline.tasks import network_adain
-from ..pipeline.upsampling import DEFAULT_TILE
+from ..pipeline.options import FACE_SELECTIONS, MAX_UPSCALE, FidelityRamp, RestoreOptions
 from . import ray, video
 from .helptext import DefaultsHelpFormatter
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULTS = RestoreOptions()
 # The official command's output size factor (``-s``), where the library's is 1.
@@ -285,12 +279,23 @@ def main(argv: list[str] | None = None) -> int:
         if problem is not None:  # the run itself cannot work: said once, before anything loads
             print(f"codeformer-restore: {problem}", file=sys.stderr)
             return 2
+    from ..batch.preflight import missing_weights, with_upsampler
+
     weights = args.model or OFFICIAL_CHECKPOINTS[options.task or RESTORATION].name
     missing = missing_weights(weights, options, upsampler_source(args), args.weights_dir)
     if missing is not None:
         print(f"codeformer-restore: {missing}", file=sys.stderr)
         write_report(args.report, [], 0.0, cut=True, error=missing)
         return 2
+    from ..batch.imageio import WriteSettings
+    from ..batch.naming import expand_inputs
+    from ..batch.report import ReportEntry, reported_run
+    from ..batch.runner import run
+    from ..models import CodeFormerWeightsError, load_codeformer
+    from ..models.checkpoint import checked_task
+    from ..models.onnx_network import onnxruntime_network
+    from ..pipeline.tasks import network_adain
+
     onnx = args.backend == "onnxruntime"
     print(f"codeformer-restore: loading {weights} on {device}", file=sys.stderr)
     try:
@@ -319,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def write_workflow(args: argparse.Namespace, options: RestoreOptions) -> int:
     """``--export-workflow FILE``: the ComfyUI API workflow of these options, written whole (its folder made)."""
+    from ..nodes.workflow import export_workflow
+
     model_name = Path(args.model).name if args.model else OFFICIAL_CHECKPOINTS[options.task or RESTORATION].name
     workflow = export_workflow(options, model_name, args.precision, "example.png")
     try:
@@ -333,6 +340,8 @@ def write_workflow(args: argparse.Namespace, options: RestoreOptions) -> int:
 
 def parse_device(name: str | None) -> torch.device:
     """The ``--device``: by default CUDA when there is one; a device this torch cannot use is refused here."""
+    from ..models.devices import default_device, usable_device
+
     return default_device() if name is None else usable_device(name)
 
 

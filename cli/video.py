@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..batch.videofiles import VIDEO_SUFFIXES
+from ..batch.formats import VIDEO_SUFFIXES
 from ..pipeline.video_options import VideoOptions
 
 

@@ -1,37 +1,42 @@
-"""Finding, checking, loading and caching CodeFormer weights."""
+"""Finding, checking, loading and caching CodeFormer weights.
 
-from .checkpoint import TASKS, WEIGHT_SUFFIXES, read_state_dict, recognise
-from .errors import CodeFormerWeightsError, StateDictMismatchError, UnsupportedModelError, WeightsFileError
-from .loader import LoadedCodeFormer, ModelDescription, build_codeformer, clear_model_cache, load_codeformer
-from .precision import (
-    PRECISION_HELP,
-    PRECISIONS,
-    DeviceCapabilities,
-    Precision,
-    choose_precision,
-    device_capabilities,
-    has_native_bfloat16,
-)
+The names below resolve on first use, so that importing a light module of this package (the
+console scripts' choices, the download pins) does not import torch.
+"""
 
-__all__ = [
-    "PRECISIONS",
-    "TASKS",
-    "LoadedCodeFormer",
-    "PRECISION_HELP",
-    "Precision",
-    "DeviceCapabilities",
-    "choose_precision",
-    "device_capabilities",
-    "has_native_bfloat16",
-    "WEIGHT_SUFFIXES",
-    "CodeFormerWeightsError",
-    "ModelDescription",
-    "StateDictMismatchError",
-    "UnsupportedModelError",
-    "WeightsFileError",
-    "build_codeformer",
-    "clear_model_cache",
-    "load_codeformer",
-    "read_state_dict",
-    "recognise",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY_EXPORTS = {
+    "BACKENDS": ".choices",
+    "PRECISIONS": ".choices",
+    "PRECISION_HELP": ".choices",
+    "TASKS": ".choices",
+    "WEIGHT_SUFFIXES": ".checkpoint",
+    "read_state_dict": ".checkpoint",
+    "recognise": ".checkpoint",
+    "CodeFormerWeightsError": ".errors",
+    "StateDictMismatchError": ".errors",
+    "UnsupportedModelError": ".errors",
+    "WeightsFileError": ".errors",
+    "LoadedCodeFormer": ".loader",
+    "ModelDescription": ".loader",
+    "build_codeformer": ".loader",
+    "clear_model_cache": ".loader",
+    "load_codeformer": ".loader",
+    "DeviceCapabilities": ".precision",
+    "Precision": ".precision",
+    "choose_precision": ".precision",
+    "device_capabilities": ".precision",
+    "has_native_bfloat16": ".precision",
+}
+
+__all__ = [*_LAZY_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY_EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY_EXPORTS[name], __name__), name)

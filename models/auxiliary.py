@@ -11,13 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from .checkpoint import without_module_prefix
 from .downloads import PinnedFile, ProgressCallback, locate, user_cache_dir
 from .errors import WeightsFileError
-from .pickles import load_pickle_safely
+
+if TYPE_CHECKING:  # torch loads when a file is read: the pins are read by the console scripts' --help
+    import torch
 
 _FACEXLIB_RELEASES = "https://github.com/xinntao/facexlib/releases/download"
 
@@ -41,6 +41,9 @@ def _helper(name: str, release: str, size: int, sha256: str, keys: tuple[str, ..
 
 def _state_dict_with(keys: tuple[str, ...], name: str, url: str, path: Path) -> dict[str, torch.Tensor]:
     """The file's state dict (``module.`` prefixes dropped), if it holds ``keys``; else a named error."""
+    from .checkpoint import without_module_prefix
+    from .pickles import load_pickle_safely
+
     loaded = load_pickle_safely(path)
     if not isinstance(loaded, Mapping):
         raise WeightsFileError(f"{path} holds {type(loaded).__name__}, not a state dict; download {url} again.")

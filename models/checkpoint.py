@@ -18,6 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file as load_safetensors
 
 from ..codeformer_arch import CodeFormerConfig
+from .choices import COLORIZATION, INPAINTING, RESTORATION
 from .errors import StateDictMismatchError, UnsupportedModelError, WeightsFileError
 from .pickles import load_pickle_safely
 
@@ -52,10 +53,6 @@ OTHER_ARCHITECTURES = {
     "RetinaFace detector": ("body.stage1.0.0.weight", "ClassHead.0.conv1x1.weight"),
     "ParseNet / BiSeNet parser": ("encoder.0.conv2d.weight", "cp.backbone.conv1.weight"),
 }
-
-# The tasks of the official checkpoints.
-RESTORATION, COLORIZATION, INPAINTING = "restoration", "colorization", "inpainting"
-TASKS = (RESTORATION, COLORIZATION, INPAINTING)
 
 # (codebook size, CFT sizes) of the official checkpoints -> the task each was trained for.
 TASK_SIGNATURES = {

@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from .checkpoint import COLORIZATION, INPAINTING, RESTORATION, read_state_dict, recognise
+from .choices import COLORIZATION, INPAINTING, RESTORATION
 from .downloads import PinnedFile, ProgressCallback, locate, user_cache_dir
 from .errors import UnsupportedModelError
 
@@ -19,6 +19,8 @@ _RELEASE = "https://github.com/sczhou/CodeFormer/releases/download/v0.1.0"
 
 
 def _check_task(task: str, path: Path) -> None:
+    from .checkpoint import read_state_dict, recognise
+
     found = recognise(read_state_dict(path), path).task
     if found != task:
         raise UnsupportedModelError(f"{path} holds the CodeFormer {found} checkpoint, not the {task} one")

@@ -32,15 +32,15 @@ from ..codeformer_arch import CodeFormer
 from ..codeformer_arch.codeformer import FuseSFT, adaptive_instance_norm
 from ..codeformer_arch.config import IMAGE_SIZE
 from .files import atomic_destination
+from .onnx_interface import (
+    DEFAULT_OPSET,
+    DEFAULT_TOLERANCE,
+    INPUT_NAME,
+    LOGITS_NAME,
+    OUTPUT_NAME,
+    WEIGHT_NAME,
+)
 
-# FaceFusion's names: its face enhancer (facefusion/processors/modules/face_enhancer/core.py)
-# feeds the session inputs named 'input' and 'weight' (a float64 array of shape (1,)) and
-# takes the first output.
-INPUT_NAME, WEIGHT_NAME = "input", "weight"
-OUTPUT_NAME, LOGITS_NAME = "output", "logits"
-DEFAULT_OPSET = 17
-DEFAULT_TOLERANCE = 1e-4
-DEFAULT_CHECK_WEIGHTS = (0.0, 0.5)
 CHECK_SEED = 0
 ONNX_DOUBLE, ONNX_FLOAT = 11, 1  # TensorProto element types
 

@@ -20,7 +20,6 @@ from torch import Tensor
 from .downloads import user_cache_dir
 from .loader import LoadedCodeFormer, ModelDescription
 from .onnx_export import (
-    DEFAULT_CHECK_WEIGHTS,
     check_export,
     export_onnx,
     onnx_session,
@@ -28,8 +27,7 @@ from .onnx_export import (
     read_check_input,
     run_onnx,
 )
-
-BACKENDS = ("torch", "onnxruntime")
+from .onnx_interface import DEFAULT_CHECK_WEIGHTS
 
 
 class OnnxRuntimeNetwork(torch.nn.Module):

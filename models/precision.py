@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .choices import PRECISIONS
+
 
 @dataclass(frozen=True)
 class Precision:
@@ -38,7 +40,7 @@ class Precision:
 
 FLOAT32 = Precision(torch.float32)
 
-# Name -> (precision, needs native bfloat16, needs the float16 modes). Names are what the CLI and the loader offer.
+# Name -> (precision, needs native bfloat16, needs the float16 modes), for every name of PRECISIONS but auto.
 _NAMED = {
     "fp32": (FLOAT32, False, False),
     "mixed-bf16": (Precision(torch.float32, torch.bfloat16), True, False),
@@ -46,14 +48,6 @@ _NAMED = {
     "bf16": (Precision(torch.bfloat16), True, False),
     "fp16": (Precision(torch.float16), False, True),
 }
-PRECISIONS = ("auto", *_NAMED)
-PRECISION_HELP = (
-    "auto: mixed-bf16 where the hardware runs bfloat16 natively, else fp32 (both keep the float32 codes); "
-    "mixed-*: codes in float32, generator in bf16/fp16; bf16/fp16: the whole network in half precision "
-    "(faster, but changes codes: a different restoration)"
-)
-
-
 # ROCm architectures with bfloat16 in their matrix units: MI100 (gfx908), CDNA2 and later (gfx90a, gfx94x,
 # gfx95x), RDNA3 and later (gfx11xx, gfx12xx). Older ones (Vega, RDNA2) emulate it. Untested: no ROCm card here.
 ROCM_BFLOAT16_ARCHS = ("gfx908", "gfx90a", "gfx94", "gfx95", "gfx11", "gfx12")

@@ -10,13 +10,20 @@ gives none, these are the figures model lists and a distribution package agree o
 from __future__ import annotations
 
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from .auxiliary import search_folders
-from .checkpoint import read_state_dict
 from .downloads import PinnedFile, locate
 from .errors import UnsupportedModelError
+
+if TYPE_CHECKING:  # torch loads with a network: the pins are read by the console scripts' --help
+    import torch
+
+# The official command's settings for its upsampler (set_realesrgan): tiles of 400 pixels with 40 of context,
+# no pre-pad.
+DEFAULT_TILE = 400
+DEFAULT_TILE_PAD = 40
+DEFAULT_PRE_PAD = 0
 
 
 def _check_upsampler(path: Path) -> None:
@@ -39,6 +46,8 @@ def load_upsampler_network(
     """A super-resolution network (a spandrel ``ImageModelDescriptor``, in eval mode on ``device``) from
     a file, or from the bare name ``RealESRGAN_x2plus.pth`` (looked for in ``weights_dir`` and the
     per-user cache, fetched when missing)."""
+    import torch
+
     path = Path(source).expanduser()
     if not path.exists() and str(source) in UPSAMPLER_FILES:
         path = locate(UPSAMPLER_FILES[str(source)], search_folders(weights_dir))
@@ -53,6 +62,8 @@ def _descriptor(path: Path):
         raise ImportError(
             "upsamplers load through spandrel, which is not installed: pip install 'codeformer-nodes[upsample]'"
         ) from error
+    from .checkpoint import read_state_dict
+
     state_dict = read_state_dict(path)
     try:
         descriptor = spandrel.ModelLoader().load_from_state_dict(state_dict)

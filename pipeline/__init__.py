@@ -1,22 +1,32 @@
-"""The face pipeline: detect, align, restore in batches, paste back."""
+"""The face pipeline: detect, align, restore in batches, paste back.
 
-from .detection import Detection, FaceDetector
-from .errors import InputError, OptionError
-from .options import FidelityRamp, RestoreOptions
-from .paste import paste_faces
-from .restore import restore_faces, sweep_fidelity
-from .results import FaceInfo, RestoreResult
+The names below resolve on first use, so that the options and their checks import without torch
+(the console scripts build ``--help`` from them).
+"""
 
-__all__ = [
-    "Detection",
-    "FaceDetector",
-    "FaceInfo",
-    "FidelityRamp",
-    "InputError",
-    "OptionError",
-    "RestoreOptions",
-    "RestoreResult",
-    "paste_faces",
-    "restore_faces",
-    "sweep_fidelity",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY_EXPORTS = {
+    "Detection": ".detection",
+    "FaceDetector": ".detection",
+    "InputError": ".errors",
+    "OptionError": ".errors",
+    "FidelityRamp": ".options",
+    "RestoreOptions": ".options",
+    "paste_faces": ".paste",
+    "restore_faces": ".restore",
+    "sweep_fidelity": ".restore",
+    "FaceInfo": ".results",
+    "RestoreResult": ".results",
+}
+
+__all__ = [*_LAZY_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY_EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY_EXPORTS[name], __name__), name)

@@ -11,13 +11,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import torch
 
 from ..models.auxiliary import DETECTOR_WEIGHTS, check_auxiliary_weights, find_auxiliary_weights
 from .flows import DetectionResize, EyeMeasure
+
+if TYPE_CHECKING:  # torch and facexlib load on first use
+    import torch
 
 DETECTORS = tuple(DETECTOR_WEIGHTS)
 DEFAULT_DETECTOR = "retinaface_resnet50"
@@ -91,6 +93,8 @@ class RetinaFaceDetector:
         self._lock = threading.Lock()
 
     def detect(self, image: np.ndarray, confidence: float) -> list[Detection]:
+        import torch
+
         bgr = np.ascontiguousarray(image[..., ::-1])
         with self._lock, torch.inference_mode():
             rows = self.network.detect_faces(bgr, confidence, NMS_THRESHOLD)

@@ -8,14 +8,16 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from ..models.checkpoint import TASKS
+from ..models.choices import TASKS
 from .detection import DEFAULT_DETECTION_SIZE, DEFAULT_DETECTOR, DETECTORS, FaceDetector
 from .errors import OptionError
 from .flows import DEFAULT_FLOW, FLOW_NAMES, Flow, flow_named
 from .regions import boxes_per_image
+
+if TYPE_CHECKING:  # torch loads on first use: the console scripts' --help is built from these options
+    import torch
 
 FACE_SELECTIONS = ("all", "largest", "center")
 # Below this, a detector takes nearly anything for a face.
@@ -28,7 +30,7 @@ MAX_OUTPUT_PIXELS = 1 << 28
 DEFAULT_FIDELITY = 0.5
 
 # Takes a (1, H, W, 3) float image in [0, 1] and returns it enlarged, same layout.
-Upscaler = Callable[[torch.Tensor], torch.Tensor]
+Upscaler = Callable[["torch.Tensor"], "torch.Tensor"]
 
 
 @dataclass(frozen=True)
@@ -268,6 +270,8 @@ def check_mask(name: str, masks: object) -> None:
     """None, or an (H, W) or (B, H, W) float or bool tensor, not empty, every value finite."""
     if masks is None:
         return
+    import torch
+
     if not isinstance(masks, torch.Tensor):
         raise OptionError(
             f"{name} must be an (H, W) or (B, H, W) torch tensor in [0, 1]; got {type(masks).__name__} "

@@ -16,10 +16,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-# The official command's settings (set_realesrgan): tiles of 400 pixels with 40 of context, no pre-pad.
-DEFAULT_TILE = 400
-DEFAULT_TILE_PAD = 40
-DEFAULT_PRE_PAD = 0
+from ..models.upsamplers import DEFAULT_PRE_PAD, DEFAULT_TILE, DEFAULT_TILE_PAD
+
 MIN_TILE = 32
 
 

@@ -33,6 +33,16 @@ def uint8_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return 10 * math.log10(255**2 / mse) if mse else math.inf
 
 
+def test_every_offered_precision_name_is_a_mode():
+    """The names the CLI and the nodes offer (``models.choices``) are the names the loader knows."""
+    from codeformer_nodes.models import PRECISIONS
+
+    hopper = DeviceCapabilities("cuda", cuda_capability=(9, 0))  # has every mode
+    assert all(isinstance(choose_precision(name, CPU, hopper), Precision) for name in PRECISIONS)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        choose_precision("fp8", CPU, hopper)
+
+
 def test_names_mean_modes_the_device_runs_well():
     assert choose_precision("fp32", CPU) == Precision(torch.float32)
     expected = Precision(torch.float32, torch.bfloat16) if has_native_bfloat16(CPU) else Precision(torch.float32)
