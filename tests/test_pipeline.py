@@ -478,3 +478,16 @@ def test_erosion_takes_the_same_minimum_on_every_path(height, width, size):
     mask = torch.rand(height, width, generator=generator)
     mask[mask < 0.2] = 0
     assert torch.equal(erode(mask, size), erode_by_pooling(mask, size or 3))
+
+
+@pytest.mark.parametrize(("size", "sigma"), [(3, 0.0), (61, 0.0), (101, 11.0)])
+def test_blur_on_the_cpu_equals_the_convolution_on_other_devices(size, sigma):
+    """The CPU blurs with OpenCV (little memory), other devices by convolution: the same blur within 2e-6,
+    on a mask with hard edges, one touching the border (reflected), and a mask shorter than the kernel."""
+    from codeformer_nodes.pipeline.geometry import gaussian_blur, gaussian_blur_by_convolution
+
+    mask = torch.zeros(300, 420)
+    mask[40:250, 0:380] = 1.0
+    mask[100:120, 200:260] = 0.25
+    for image in (mask, mask[:20]):
+        assert (gaussian_blur(image, size, sigma) - gaussian_blur_by_convolution(image, size, sigma)).abs().max() < 2e-6
