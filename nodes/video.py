@@ -58,20 +58,28 @@ class CodeFormerRestoreVideo:
                                     "tooltip": VIDEO_HELP["max_gap"]}),
                 "tracks": ("STRING", {"default": "", "tooltip": VIDEO_HELP["tracks"] + ", e.g. 0,2; blank for all"}),
             },
-            "optional": {**FLOW_WIDGETS, "fidelity": FIDELITY_SOCKET},
+            # Optional, and code_margin the last widget: a workflow saved before it still validates, and its
+            # widget values still line up (code_margin takes its default).
+            "optional": {
+                **FLOW_WIDGETS,
+                "code_margin": ("FLOAT", {"default": VIDEO_DEFAULTS.code_margin, "min": 0.0, "max": 4.0, "step": 0.01,
+                                          "tooltip": VIDEO_HELP["code_margin"]}),
+                "fidelity": FIDELITY_SOCKET,
+            },
         }  # fmt: skip
 
     def restore(
         self, frames: torch.Tensor, codeformer_model: host.CodeFormerModel, w: float, detector: str,
         detection_size: int, confidence: float, landmark_window: int, code_window: int, max_gap: int, tracks: str,
-        flow: str = DEFAULTS.flow, fidelity: FidelityControl | None = None,
+        flow: str = DEFAULTS.flow, code_margin: float = VIDEO_DEFAULTS.code_margin,
+        fidelity: FidelityControl | None = None,
     ) -> tuple:  # fmt: skip
         control = fidelity or FidelityControl(fidelity=w)
         options = detection_options(
             control, detector, detection_size, confidence, host.helper_weights_folder(), flow=flow
         )
         video = VideoOptions(
-            landmark_window=landmark_window, code_window=code_window, max_gap=max_gap,
+            landmark_window=landmark_window, code_window=code_window, code_margin=code_margin, max_gap=max_gap,
             tracks=parse_indices(tracks) or None,
         )  # fmt: skip
         network = codeformer_model.network_on_device()

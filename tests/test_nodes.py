@@ -232,3 +232,16 @@ def test_every_input_and_output_says_what_it_does(monkeypatch, tmp_path):
                 assert tooltip.startswith(library_text), f"{name}.{input_name}: the library's text comes first"
         assert len(node.OUTPUT_TOOLTIPS) == len(node.RETURN_TYPES), f"{name}: one output tooltip per output"
         assert all(text.strip() for text in node.OUTPUT_TOOLTIPS) and node.DESCRIPTION.strip(), name
+
+
+def test_video_node_takes_code_margin_and_defaults_it_for_older_workflows(comfy, stand_in_model, monkeypatch):
+    from codeformer_nodes.nodes import video
+
+    given = []
+    monkeypatch.setattr(video, "restore_video", lambda frames, network, options, clip: given.append(clip) or [])
+    inputs = {"w": 0.5, "detector": DETECTOR, "detection_size": 640, "confidence": 0.97, "landmark_window": 3,
+              "code_window": 5, "max_gap": 0, "tracks": ""}  # fmt: skip
+    frames = torch.zeros(0, 64, 64, 3)
+    video.CodeFormerRestoreVideo().restore(frames, stand_in_model, **inputs, code_margin=0.4)
+    video.CodeFormerRestoreVideo().restore(frames, stand_in_model, **inputs)
+    assert [clip.code_margin for clip in given] == [0.4, video.VideoOptions().code_margin]
