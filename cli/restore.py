@@ -26,6 +26,7 @@ from ..models.official import OFFICIAL_CHECKPOINTS
 from ..models.upsamplers import DEFAULT_TILE, REALESRGAN_X2PLUS
 from ..pipeline.detection import DETECTORS
 from ..pipeline.flows import FLOW_NAMES
+from ..pipeline.option_help import RESTORE_HELP
 from ..pipeline.options import FACE_SELECTIONS, MAX_UPSCALE, FidelityRamp, RestoreOptions
 from . import ray, video
 from .helptext import DefaultsHelpFormatter
@@ -67,33 +68,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--flow",
         choices=FLOW_NAMES,
         default=DEFAULTS.flow,
-        help="codeformer: as CodeFormer's inference_codeformer.py restores; facexlib: as GFPGAN and "
-        "AUTOMATIC1111 (facexlib's helper)",
+        help=RESTORE_HELP["flow"],
     )
-    faces.add_argument("--detector", choices=DETECTORS, default=DEFAULTS.detector, help="RetinaFace network")
+    faces.add_argument("--detector", choices=DETECTORS, default=DEFAULTS.detector, help=RESTORE_HELP["detector"])
     faces.add_argument(
         "--detection-size",
         type=int,
         default=DEFAULTS.detection_size,
-        help="short side of the copy the detector sees (0: the image's own size)",
+        help=RESTORE_HELP["detection_size"] + "; 0: the image's own size",
     )
     faces.add_argument(
         "--confidence",
         type=float,
-        help="minimum detector score, 0.05-1 (default: the flow's, codeformer 0.8, facexlib 0.97)",
+        help=RESTORE_HELP["confidence"] + " (default: the flow's, codeformer 0.8, facexlib 0.97)",
     )
     faces.add_argument(
         "--face-selection",
         choices=FACE_SELECTIONS,
         default=DEFAULTS.face_selection,
-        help="which faces to restore: all, the largest, or the one nearest the centre",
+        help=RESTORE_HELP["face_selection"],
     )
     faces.add_argument(
         "--face-indices",
         type=int,
         nargs="+",
         metavar="N",
-        help="restore these faces only, counted from 0 left to right (then top to bottom)",
+        help=RESTORE_HELP["face_indices"],
     )
     faces.add_argument(
         "--only-center-face", action="store_true", help="restore only the face nearest the centre (the official flag)"
@@ -102,55 +102,52 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-face-size",
         type=float,
         default=DEFAULTS.min_face_size,
-        help="skip faces smaller than this (larger box side, input pixels)",
+        help=RESTORE_HELP["min_face_size"],
     )
-    faces.add_argument("--max-face-size", type=float, help="skip faces larger than this (default: no limit)")
+    faces.add_argument("--max-face-size", type=float, help=RESTORE_HELP["max_face_size"] + " (default: no limit)")
     faces.add_argument(
         "--has-aligned",
         action="store_true",
-        help="inputs are aligned 512x512 faces: no detection, no paste (no --upscale)",
+        help=RESTORE_HELP["has_aligned"] + "; no --upscale",
     )
     restoring = parser.add_argument_group("restoring")
     restoring.add_argument(
         "-w",
         "--fidelity",
         type=float,
-        help=f"0 favours quality (the codebook), 1 faithfulness to the input (default "
-        f"{DEFAULTS.fidelity}, as the official command)",
+        help=RESTORE_HELP["fidelity"] + f" (default {DEFAULTS.fidelity}, as the official command)",
     )
     restoring.add_argument(
         "--ramp",
         type=float,
         nargs=4,
         metavar=("SMALL_W", "LARGE_W", "SMALL_SIZE", "LARGE_SIZE"),
-        help="fidelity by face size instead of one -w: SMALL_W up to SMALL_SIZE pixels, rising "
-        "to LARGE_W at LARGE_SIZE",
+        help=RESTORE_HELP["ramp"],
     )
     restoring.add_argument(
         "--visibility",
         type=float,
         default=DEFAULTS.visibility,
-        help="blend of the restored face over the original, 0-1",
+        help=RESTORE_HELP["visibility"],
     )
     restoring.add_argument(
         "-s",
         "--upscale",
         type=int,
         choices=range(1, MAX_UPSCALE + 1),
-        help=f"output size factor (default {OFFICIAL_UPSCALE}, as the official command)",
+        help=RESTORE_HELP["upscale"] + f" (default {OFFICIAL_UPSCALE}, as the official command)",
     )
     restoring.add_argument(
         "--keep-size",
         action="store_true",
-        help="small images (short side under 512), which the codeformer flow enlarges, come back "
-        "at their own size times --upscale instead of the official size",
+        help=RESTORE_HELP["keep_size"],
     )
     restoring.add_argument(
         "--parse-mask",
         action=argparse.BooleanOptionalAction,
-        help="paste through a ParseNet face mask (default: the flow's: codeformer on, facexlib off)",
+        help=RESTORE_HELP["parse_mask"] + " (default: the flow's: codeformer on, facexlib off)",
     )
-    restoring.add_argument("--draw-box", action="store_true", help="draw a green border around each restored face")
+    restoring.add_argument("--draw-box", action="store_true", help=RESTORE_HELP["draw_box"])
     restoring.add_argument(
         "--bg-upsampler",
         metavar="FILE",
@@ -166,7 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"enlarge the restored faces with the upsampler too (the --bg-upsampler, else {REALESRGAN_X2PLUS.name})",
     )
     running = parser.add_argument_group("running")
-    running.add_argument("--chunk-size", type=int, help="faces per network forward (default: by device, 1 on a CPU)")
+    running.add_argument(
+        "--chunk-size", type=int, help=RESTORE_HELP["chunk_size"] + " (default: by device, 1 on a CPU)"
+    )
     running.add_argument("--device", help="cpu, cuda, cuda:1, mps, ... (default: cuda when there is one, else cpu)")
     running.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     running.add_argument(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..batch.formats import VIDEO_SUFFIXES
+from ..pipeline.option_help import VIDEO_HELP
 from ..pipeline.video_options import VideoOptions
 
 
@@ -13,12 +14,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("video inputs (" + ", ".join(VIDEO_SUFFIXES) + ")")
     defaults = VideoOptions()
     group.add_argument("--landmark-window", type=int, default=defaults.landmark_window,
-                       help="frames whose landmarks are averaged per face track (1: none)")  # fmt: skip
+                       help=VIDEO_HELP["landmark_window"])  # fmt: skip
     group.add_argument("--code-window", type=int, default=defaults.code_window,
-                       help="frames whose logits are averaged per face track before the codes are chosen")  # fmt: skip
+                       help=VIDEO_HELP["code_window"])  # fmt: skip
     group.add_argument("--code-margin", type=float, default=defaults.code_margin,
-                       help="logit lead a code needs to replace the one of the previous frame (0: argmax)")  # fmt: skip
-    group.add_argument("--max-gap", type=int, default=defaults.max_gap, help="missed frames filled in per track")
+                       help=VIDEO_HELP["code_margin"])  # fmt: skip
+    group.add_argument("--max-gap", type=int, default=defaults.max_gap, help=VIDEO_HELP["max_gap"])
     group.add_argument("--causal", action="store_true", help="no look-ahead (smoothing lags on steady motion)")
 
 

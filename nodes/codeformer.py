@@ -11,6 +11,7 @@ import torch
 from ..models import PRECISION_HELP, PRECISIONS
 from ..pipeline import FidelityRamp, paste_faces, restore_faces, sweep_fidelity
 from ..pipeline.geometry import FACE_SIZE
+from ..pipeline.option_help import RAMP_HELP, RESTORE_HELP
 from ..pipeline.options import FACE_SELECTIONS, MAX_UPSCALE
 from . import host, segs, video
 from .sockets import (
@@ -18,7 +19,10 @@ from .sockets import (
     DEFAULT_RAMP,
     DEFAULTS,
     DETECTION_WIDGETS,
+    FACES_SOCKET,
+    FIDELITY_SOCKET,
     FLOW_WIDGETS,
+    MODEL_SOCKET,
     DetectedFaces,
     FidelityControl,
     crops_or_placeholder,
@@ -38,14 +42,24 @@ class CodeFormerModelLoader:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("CODEFORMER_MODEL", "STRING")
     RETURN_NAMES = ("codeformer_model", "task")
+    OUTPUT_TOOLTIPS = (
+        "the loaded network, for the restore nodes",
+        "what the checkpoint does: restoration, colorization or inpainting",
+    )
     FUNCTION = "load"
-    DESCRIPTION = "Loads CodeFormer weights (restoration, colorization or inpainting), recognised by their keys."
+    DESCRIPTION = (
+        "Loads CodeFormer weights (restoration, colorization or inpainting), recognised by their keys whatever "
+        "the file's name; an official checkpoint that is not there yet is downloaded and checked when chosen."
+    )
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
-        files = host.model_files()
+        files = (
+            host.model_files(),
+            {"tooltip": "a weights file in models/facerestore_models (.pth or .safetensors, any name)"},
+        )
         precision = (list(PRECISIONS), {"default": "auto", "tooltip": PRECISION_HELP})
-        return {"required": {"model_name": (files,), "precision": precision}}
+        return {"required": {"model_name": files, "precision": precision}}
 
     def load(self, model_name: str, precision: str) -> tuple[host.CodeFormerModel, str]:
         model = host.load_managed_model(host.resolve_model_file(model_name), precision)
@@ -59,8 +73,12 @@ class CodeFormerFidelity:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("CODEFORMER_FIDELITY",)
     RETURN_NAMES = ("fidelity",)
+    OUTPUT_TOOLTIPS = ("connect to a restore node's fidelity input; it replaces that node's w",)
     FUNCTION = "build"
-    DESCRIPTION = "w = 0 favours quality (the codebook), w = 1 fidelity to the input."
+    DESCRIPTION = (
+        "The fidelity w of CodeFormer's transformer (0 favours quality, 1 fidelity to the input), optionally "
+        "ramped by face size, with a visibility blend and an optional sweep of several w values."
+    )
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
@@ -68,16 +86,21 @@ class CodeFormerFidelity:
         size = {"min": 0, "max": 8192, "step": 1}
         return {
             "required": {
-                "w": ("FLOAT", {"default": DEFAULTS.fidelity, **unit}),
-                "visibility": ("FLOAT", {"default": DEFAULTS.visibility, **unit}),
-                "size_ramp": ("BOOLEAN", {"default": False}),
-                "small_face_w": ("FLOAT", {"default": DEFAULT_RAMP.small_w, **unit}),
-                "large_face_w": ("FLOAT", {"default": DEFAULT_RAMP.large_w, **unit}),
-                "small_face_size": ("INT", {"default": int(DEFAULT_RAMP.small_size), **size}),
-                "large_face_size": ("INT", {"default": int(DEFAULT_RAMP.large_size), **size}),
-                "sweep": ("STRING", {"default": "", "tooltip": "comma-separated w values, e.g. 0, 0.5, 1"}),
+                "w": ("FLOAT", {"default": DEFAULTS.fidelity, **unit, "tooltip": RESTORE_HELP["fidelity"]}),
+                "visibility": ("FLOAT", {"default": DEFAULTS.visibility, **unit,
+                                         "tooltip": RESTORE_HELP["visibility"]}),
+                "size_ramp": ("BOOLEAN", {"default": False,
+                                          "tooltip": RESTORE_HELP["ramp"] + "; off: w for every face"}),
+                "small_face_w": ("FLOAT", {"default": DEFAULT_RAMP.small_w, **unit, "tooltip": RAMP_HELP["small_w"]}),
+                "large_face_w": ("FLOAT", {"default": DEFAULT_RAMP.large_w, **unit, "tooltip": RAMP_HELP["large_w"]}),
+                "small_face_size": ("INT", {"default": int(DEFAULT_RAMP.small_size), **size,
+                                            "tooltip": RAMP_HELP["small_size"]}),
+                "large_face_size": ("INT", {"default": int(DEFAULT_RAMP.large_size), **size,
+                                            "tooltip": RAMP_HELP["large_size"]}),
+                "sweep": ("STRING", {"default": "", "tooltip": RESTORE_HELP["sweep"] + "; comma-separated, e.g. "
+                                                               "0, 0.5, 1; blank for none"}),
             }
-        }
+        }  # fmt: skip
 
     def build(
         self,
@@ -102,6 +125,15 @@ class CodeFormerRestoreFaces:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE", "MASK", "IMAGE", "IMAGE", "CODEFORMER_FACES", "STRING", "INT")
     RETURN_NAMES = ("image", "face_mask", "face_crops", "restored_crops", "faces", "faces_json", "face_count")
+    OUTPUT_TOOLTIPS = (
+        "the images with their faces restored and pasted back (after a sweep, one per w for each input)",
+        "where restored faces were pasted, 0-1: the soft paste mask of each image",
+        "the faces as found: aligned 512x512 crops, one per face, to edit and paste back with Paste Faces",
+        "the restored faces as 512x512 crops, before they are pasted",
+        "the faces and how they were pasted, for CodeFormer Paste Faces and CodeFormer Faces to SEGS",
+        "a JSON list of the faces: image, box, score, landmarks, size and the w each was restored with",
+        "how many faces were restored",
+    )
     FUNCTION = "restore"
     DESCRIPTION = (
         "Restores faces with CodeFormer, following the checkpoint's task: restoration uses w; colorization "
@@ -113,37 +145,36 @@ class CodeFormerRestoreFaces:
     def INPUT_TYPES(cls) -> dict:
         return {
             "required": {
-                "image": ("IMAGE",),
-                "codeformer_model": ("CODEFORMER_MODEL",),
+                "image": ("IMAGE", {"tooltip": "the images whose faces are restored (a batch: each one)"}),
+                "codeformer_model": MODEL_SOCKET,
                 **DETECTION_WIDGETS,
-                "face_selection": (list(FACE_SELECTION_CHOICES), {"default": DEFAULTS.face_selection}),
-                "face_indices": ("STRING", {"default": "", "tooltip": "with 'indices': e.g. 0,2 (left to right)"}),
-                "min_face_size": ("INT", {"default": 0, "min": 0, "max": 8192}),
-                "max_face_size": ("INT", {"default": 0, "min": 0, "max": 8192, "tooltip": "0 for no limit"}),
-                "has_aligned": ("BOOLEAN", {"default": DEFAULTS.has_aligned}),
-                "upscale": ("INT", {"default": DEFAULTS.upscale, "min": 1, "max": MAX_UPSCALE}),
-                "parse_mask": ("BOOLEAN", {"default": DEFAULTS.uses_parse_mask,
-                                           "tooltip": "paste through a ParseNet face mask (as CodeFormer does)"}),
+                "face_selection": (list(FACE_SELECTION_CHOICES), {"default": DEFAULTS.face_selection,
+                                   "tooltip": RESTORE_HELP["face_selection"] + "; indices: those in face_indices"}),
+                "face_indices": ("STRING", {"default": "", "tooltip": RESTORE_HELP["face_indices"] +
+                                            "; with face_selection 'indices', e.g. 0,2"}),
+                "min_face_size": ("INT", {"default": 0, "min": 0, "max": 8192,
+                                          "tooltip": RESTORE_HELP["min_face_size"]}),
+                "max_face_size": ("INT", {"default": 0, "min": 0, "max": 8192,
+                                          "tooltip": RESTORE_HELP["max_face_size"] + "; 0 for no limit"}),
+                "has_aligned": ("BOOLEAN", {"default": DEFAULTS.has_aligned, "tooltip": RESTORE_HELP["has_aligned"]}),
+                "upscale": ("INT", {"default": DEFAULTS.upscale, "min": 1, "max": MAX_UPSCALE,
+                                    "tooltip": RESTORE_HELP["upscale"] + " (upscale_model)"}),
+                "parse_mask": ("BOOLEAN", {"default": DEFAULTS.uses_parse_mask, "tooltip": RESTORE_HELP["parse_mask"]}),
                 "chunk_size": ("INT", {"default": 0, "min": 0, "max": 64,
-                                       "tooltip": "faces per network forward; 0 picks by device (1 on a CPU)"}),
+                                       "tooltip": RESTORE_HELP["chunk_size"] + "; 0 picks by device (1 on a CPU)"}),
             },
             "optional": {
                 **FLOW_WIDGETS,
-                "keep_size": ("BOOLEAN", {"default": DEFAULTS.keep_size,
-                                          "tooltip": "small images (short side under 512), which CodeFormer's flow "
-                                                     "enlarges, come back at their own size times upscale; off: the "
-                                                     "official size"}),
-                "draw_box": ("BOOLEAN", {"default": DEFAULTS.draw_box,
-                                         "tooltip": "a green border around each restored face"}),
+                "keep_size": ("BOOLEAN", {"default": DEFAULTS.keep_size, "tooltip": RESTORE_HELP["keep_size"]}),
+                "draw_box": ("BOOLEAN", {"default": DEFAULTS.draw_box, "tooltip": RESTORE_HELP["draw_box"]}),
                 "face_upsample": ("BOOLEAN", {"default": False,
-                                              "tooltip": "enlarge the restored faces with upscale_model too (the "
-                                                         "official --face_upsample); needs upscale_model"}),
-                "fidelity": ("CODEFORMER_FIDELITY",),
-                "upscale_model": ("UPSCALE_MODEL",),
-                "mask": ("MASK",),
-                "inpaint_mask": ("MASK",),
-                "bounding_box": ("BOUNDING_BOX", {"tooltip": "look for faces only inside this box"}),
-                "bounding_boxes": ("BOUNDING_BOXES", {"tooltip": "look for faces only inside these boxes"}),
+                                              "tooltip": RESTORE_HELP["face_upsampler"] + "; needs upscale_model"}),
+                "fidelity": FIDELITY_SOCKET,
+                "upscale_model": ("UPSCALE_MODEL", {"tooltip": RESTORE_HELP["upscaler"] + "; from Load Upscale Model"}),
+                "mask": ("MASK", {"tooltip": RESTORE_HELP["selection_masks"]}),
+                "inpaint_mask": ("MASK", {"tooltip": RESTORE_HELP["inpaint_masks"]}),
+                "bounding_box": ("BOUNDING_BOX", {"tooltip": RESTORE_HELP["regions"]}),
+                "bounding_boxes": ("BOUNDING_BOXES", {"tooltip": RESTORE_HELP["regions"]}),
             },
         }  # fmt: skip
 
@@ -233,6 +264,7 @@ class CodeFormerPasteFaces:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE", "MASK")
     RETURN_NAMES = ("image", "face_mask")
+    OUTPUT_TOOLTIPS = ("the images with the crops pasted back", "where crops were pasted, 0-1: the soft paste mask")
     FUNCTION = "paste"
     DESCRIPTION = (
         "Pastes crops back where CodeFormer Restore Faces found them, one crop per face, in order, into the image "
@@ -241,7 +273,19 @@ class CodeFormerPasteFaces:
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
-        return {"required": {"image": ("IMAGE",), "faces": ("CODEFORMER_FACES",), "face_crops": ("IMAGE",)}}
+        return {
+            "required": {
+                "image": ("IMAGE", {"tooltip": "the image the restore node was given (not its output)"}),
+                "faces": FACES_SOCKET,
+                "face_crops": (
+                    "IMAGE",
+                    {
+                        "tooltip": "512x512 face crops, one per face in the order of faces (e.g. "
+                        "the restore node's crops, edited)"
+                    },
+                ),
+            }
+        }
 
     def paste(self, image: torch.Tensor, faces: DetectedFaces, face_crops: torch.Tensor) -> tuple:
         if not faces.faces:

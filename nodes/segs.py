@@ -10,7 +10,10 @@ from .sockets import (
     CATEGORY,
     DEFAULTS,
     DETECTION_WIDGETS,
+    FACES_SOCKET,
+    FIDELITY_SOCKET,
     FLOW_WIDGETS,
+    MODEL_SOCKET,
     DetectedFaces,
     FidelityControl,
     detection_options,
@@ -23,12 +26,18 @@ class CodeFormerFacesToSEGS:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("SEGS",)
     RETURN_NAMES = ("segs",)
+    OUTPUT_TOOLTIPS = ("one SEG per face: its crop region, a soft paste mask and the label face",)
     FUNCTION = "convert"
     DESCRIPTION = "Hands the faces CodeFormer found to Impact Pack's detailers, pickers and SEGSPaste."
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
-        return {"required": {"image": ("IMAGE",), "faces": ("CODEFORMER_FACES",)}}
+        return {
+            "required": {
+                "image": ("IMAGE", {"tooltip": "the image the restore node was given (restored with upscale 1)"}),
+                "faces": FACES_SOCKET,
+            }
+        }
 
     def convert(self, image: torch.Tensor, faces: DetectedFaces) -> tuple:
         if faces.options.upscale != 1:
@@ -42,6 +51,7 @@ class CodeFormerRestoreSEGS:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("SEGS",)
     RETURN_NAMES = ("segs",)
+    OUTPUT_TOOLTIPS = ("the same SEGS, each cropped_image holding its restored face (for SEGSPaste)",)
     FUNCTION = "restore"
     DESCRIPTION = (
         "Finds the face (landmarks from the CodeFormer pack's detector) inside each SEG's crop region, restores "
@@ -53,11 +63,17 @@ class CodeFormerRestoreSEGS:
         return {
             "required": {
                 "image": ("IMAGE", {"tooltip": "the image the SEGS were detected in"}),
-                "segs": ("SEGS",),
-                "codeformer_model": ("CODEFORMER_MODEL",),
+                "segs": (
+                    "SEGS",
+                    {
+                        "tooltip": "Impact Pack SEGS, e.g. from a face detector; each SEG's crop region is "
+                        "searched for a face"
+                    },
+                ),
+                "codeformer_model": MODEL_SOCKET,
                 **DETECTION_WIDGETS,
             },
-            "optional": {**FLOW_WIDGETS, "fidelity": ("CODEFORMER_FIDELITY",)},
+            "optional": {**FLOW_WIDGETS, "fidelity": FIDELITY_SOCKET},
         }
 
     def restore(

@@ -10,29 +10,42 @@ import torch
 
 from ..pipeline import FaceInfo, FidelityRamp, RestoreOptions
 from ..pipeline.detection import DETECTORS
-from ..pipeline.flows import FLOW_NAMES
+from ..pipeline.flows import FLOW_NAMES, flow_named
 from ..pipeline.geometry import FACE_SIZE
+from ..pipeline.option_help import RESTORE_HELP
 from ..pipeline.options import MIN_CONFIDENCE
 
 CATEGORY = "image/restoration/CodeFormer"
 # The library's defaults, which every widget starts from.
 DEFAULTS = RestoreOptions()
 DEFAULT_RAMP = FidelityRamp.default()
+FLOW_CONFIDENCES = ", ".join(f"{name} {flow_named(name).confidence}" for name in FLOW_NAMES)
+# The sockets every restoring node takes.
+MODEL_SOCKET = (
+    "CODEFORMER_MODEL",
+    {
+        "tooltip": "the network from Load CodeFormer Model; its task (restoration, "
+        "colorization, inpainting) decides what the node does"
+    },
+)
+FIDELITY_SOCKET = (
+    "CODEFORMER_FIDELITY",
+    {"tooltip": "from CodeFormer Fidelity: a size ramp, visibility or a sweep; when connected it replaces w"},
+)
+# What the paste and SEGS nodes take from the restore node.
+FACES_SOCKET = ("CODEFORMER_FACES", {"tooltip": "the faces output of CodeFormer Restore Faces"})
 # The detection widgets every restoring node has.
 DETECTION_WIDGETS = {
-    "w": ("FLOAT", {"default": DEFAULTS.fidelity, "min": 0.0, "max": 1.0, "step": 0.01}),
-    "detector": (list(DETECTORS), {"default": DEFAULTS.detector}),
+    "w": ("FLOAT", {"default": DEFAULTS.fidelity, "min": 0.0, "max": 1.0, "step": 0.01,
+                    "tooltip": RESTORE_HELP["fidelity"]}),
+    "detector": (list(DETECTORS), {"default": DEFAULTS.detector, "tooltip": RESTORE_HELP["detector"]}),
     "detection_size": ("INT", {"default": DEFAULTS.detection_size, "min": 0, "max": 4096, "step": 16,
-                               "tooltip": "short side the detector sees; 0 for the original size"}),
+                               "tooltip": RESTORE_HELP["detection_size"] + "; 0 for the image's own size"}),
     "confidence": ("FLOAT", {"default": DEFAULTS.detection_confidence, "min": MIN_CONFIDENCE, "max": 1.0, "step": 0.01,
-                             "tooltip": "minimum detector score: CodeFormer's own flow uses 0.8, facexlib's 0.97"}),
+                             "tooltip": f"{RESTORE_HELP['confidence']}; the flows' own: {FLOW_CONFIDENCES}"}),
 }  # fmt: skip
 # Optional widgets, so that workflows saved before they existed still load (with the defaults).
-FLOW_WIDGETS = {
-    "flow": (list(FLOW_NAMES), {"default": DEFAULTS.flow,
-                                "tooltip": "codeformer: as CodeFormer's own command and demo (and facerestore_cf); "
-                                           "facexlib: as GFPGAN and AUTOMATIC1111"}),
-}  # fmt: skip
+FLOW_WIDGETS = {"flow": (list(FLOW_NAMES), {"default": DEFAULTS.flow, "tooltip": RESTORE_HELP["flow"]})}
 
 
 @dataclass(frozen=True)

@@ -6,18 +6,23 @@ import json
 
 import torch
 
+from ..pipeline.option_help import VIDEO_HELP
 from ..pipeline.video import VideoOptions, restore_video
 from . import host
 from .sockets import (
     CATEGORY,
     DEFAULTS,
     DETECTION_WIDGETS,
+    FIDELITY_SOCKET,
     FLOW_WIDGETS,
+    MODEL_SOCKET,
     FidelityControl,
     detection_options,
     parse_indices,
     stack_images,
 )
+
+VIDEO_DEFAULTS = VideoOptions()
 
 
 class CodeFormerRestoreVideo:
@@ -26,6 +31,11 @@ class CodeFormerRestoreVideo:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE", "STRING", "INT")
     RETURN_NAMES = ("frames", "faces_json", "track_count")
+    OUTPUT_TOOLTIPS = (
+        "the frames with their faces restored, as many as came in",
+        "a JSON list of the faces of every frame: frame index, track id, box, score, landmarks and w",
+        "how many people (face tracks) were restored",
+    )
     FUNCTION = "restore"
     DESCRIPTION = (
         "For video frames (e.g. from Load Video -> Get Video Components): the same face looks the same from frame "
@@ -34,35 +44,42 @@ class CodeFormerRestoreVideo:
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
-        defaults = VideoOptions()
         window = {"min": 1, "max": 31, "step": 1}
         return {
             "required": {
-                "frames": ("IMAGE",),
-                "codeformer_model": ("CODEFORMER_MODEL",),
+                "frames": ("IMAGE", {"tooltip": "the clip's frames in order, e.g. from Get Video Components"}),
+                "codeformer_model": MODEL_SOCKET,
                 **DETECTION_WIDGETS,
-                "landmark_window": ("INT", {"default": defaults.landmark_window, **window,
-                                            "tooltip": "frames whose landmarks are averaged per face (1: none)"}),
-                "code_window": ("INT", {"default": defaults.code_window, **window,
-                                        "tooltip": "frames whose codes are chosen together per face (1: none)"}),
-                "max_gap": ("INT", {"default": defaults.max_gap, "min": 0, "max": 30,
-                                    "tooltip": "frames a face may be missed and still be filled in"}),
-                "tracks": ("STRING", {"default": "", "tooltip": "restore only these tracks, e.g. 0,2; empty: all"}),
+                "landmark_window": ("INT", {"default": VIDEO_DEFAULTS.landmark_window, **window,
+                                            "tooltip": VIDEO_HELP["landmark_window"]}),
+                "code_window": ("INT", {"default": VIDEO_DEFAULTS.code_window, **window,
+                                        "tooltip": VIDEO_HELP["code_window"]}),
+                "max_gap": ("INT", {"default": VIDEO_DEFAULTS.max_gap, "min": 0, "max": 30,
+                                    "tooltip": VIDEO_HELP["max_gap"]}),
+                "tracks": ("STRING", {"default": "", "tooltip": VIDEO_HELP["tracks"] + ", e.g. 0,2; blank for all"}),
             },
-            "optional": {**FLOW_WIDGETS, "fidelity": ("CODEFORMER_FIDELITY",)},
+            # Optional, and code_margin the last widget: a workflow saved before it still validates, and its
+            # widget values still line up (code_margin takes its default).
+            "optional": {
+                **FLOW_WIDGETS,
+                "code_margin": ("FLOAT", {"default": VIDEO_DEFAULTS.code_margin, "min": 0.0, "max": 4.0, "step": 0.01,
+                                          "tooltip": VIDEO_HELP["code_margin"]}),
+                "fidelity": FIDELITY_SOCKET,
+            },
         }  # fmt: skip
 
     def restore(
         self, frames: torch.Tensor, codeformer_model: host.CodeFormerModel, w: float, detector: str,
         detection_size: int, confidence: float, landmark_window: int, code_window: int, max_gap: int, tracks: str,
-        flow: str = DEFAULTS.flow, fidelity: FidelityControl | None = None,
+        flow: str = DEFAULTS.flow, code_margin: float = VIDEO_DEFAULTS.code_margin,
+        fidelity: FidelityControl | None = None,
     ) -> tuple:  # fmt: skip
         control = fidelity or FidelityControl(fidelity=w)
         options = detection_options(
             control, detector, detection_size, confidence, host.helper_weights_folder(), flow=flow
         )
         video = VideoOptions(
-            landmark_window=landmark_window, code_window=code_window, max_gap=max_gap,
+            landmark_window=landmark_window, code_window=code_window, code_margin=code_margin, max_gap=max_gap,
             tracks=parse_indices(tracks) or None,
         )  # fmt: skip
         network = codeformer_model.network_on_device()

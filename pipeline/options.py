@@ -69,6 +69,9 @@ class FidelityRamp:
 class RestoreOptions:
     """Everything that shapes a restore run; the defaults follow the official inference.
 
+    What each option does for the person setting it, as the nodes and ``--help`` say it, is in
+    :mod:`.option_help`; here, what a Python caller passes.
+
     Attributes:
         flow: "codeformer" (CodeFormer's own helper, as its command and demo run it) or
             "facexlib" (facexlib's helper: GFPGAN's and AUTOMATIC1111's output). The flow

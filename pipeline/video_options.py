@@ -10,7 +10,8 @@ from .options import check_flag, check_indices, check_size, check_unit, check_wh
 
 @dataclass(frozen=True)
 class VideoOptions:
-    """How faces are kept steady along a clip.
+    """How faces are kept steady along a clip (what each option does, as the node and ``--help`` say it:
+    :mod:`.option_help`).
 
     Attributes:
         landmark_window: frames whose landmarks are averaged per track (1: none).

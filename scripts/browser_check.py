@@ -27,7 +27,11 @@ Then, on request: ``--templates`` checks that the template browser shows a thumb
 of the pack; ``--docs-panel`` that the node library's help button opens the pack's docs page for
 each node (``web/docs/NODE.md``); ``--language zh`` that the page switched to that language shows the
 names of ``locales/zh/nodeDefs.json`` on the pack's nodes; ``--open FILE`` (repeatable) that a
-workflow file (either format, e.g. ``codeformer-restore --export-workflow``'s) opens through the page.
+workflow file (either format, e.g. ``codeformer-restore --export-workflow``'s) opens through the page;
+``--tooltips`` that resting the mouse on each node's title, sockets, outputs and widgets shows the
+description or tooltip (in English, and with ``--language`` in that language too); ``--saved-workflow
+FILE`` (repeatable) that a workflow saved before widgets were added loads with its values in place and
+the new widgets at their defaults (``tests/saved_workflows/``).
 
 One line per workflow: ``browser_check: NAME: OK ...`` or ``browser_check: NAME: FAIL reason``;
 the last line sums up, and the exit status is 1 if any workflow failed.  The server and the
@@ -35,12 +39,14 @@ browser are always stopped.
 
 Needs the ``playwright`` and ``pillow`` Python packages in the Python that runs this script (not
 necessarily ComfyUI's) and a Chromium binary (Debian: ``apt-get install chromium``); Playwright's own
-browser download is not used.
+browser download is not used. Without a CJK font (Debian: ``fonts-wqy-zenhei``) the checks of the page
+in Chinese still pass (they read the text), but its screenshots show boxes.
 
     python scripts/browser_check.py --comfy-dir ../ComfyUI --python ../ComfyUI/.venv/bin/python \\
         --models-dir ~/models --input-image face.png --detector retinaface_mobile0.25 \\
         --screenshots /tmp/shots
-    python scripts/browser_check.py ... --load-only --thumbnails --templates --docs-panel --language zh
+    python scripts/browser_check.py ... --load-only --thumbnails --templates --docs-panel --language zh \\
+        --tooltips --saved-workflow tests/saved_workflows/codeformer_video.json
 """
 
 from __future__ import annotations
@@ -65,6 +71,7 @@ from browser.panels import (
     save_thumbnail,
 )
 from browser.server import CheckFailed, ComfyServer, http
+from browser.tooltips import check_saved_workflow, check_tooltips
 from browser.workflows import check_workflow
 
 PACK_ROOT = Path(__file__).resolve().parents[1]
@@ -128,6 +135,20 @@ def page_checks(page, server: ComfyServer, a, info: dict) -> list:
         checks.append(("templates", lambda: check_templates(page, a.link_name, names, a.screenshots)))
     if a.docs_panel:
         checks.append(("docs panel", lambda: check_docs_panel(page, ours, a.screenshots)))
+    if a.tooltips:
+        for language in (None, a.language) if a.language else (None,):
+            checks.append(
+                (
+                    f"tooltips {language or 'en'}",
+                    lambda language=language: check_tooltips(
+                        page, server.url, info, sorted(ours), language, a.screenshots
+                    ),
+                )
+            )
+    checks += [
+        (f"saved {Path(p).name}", lambda p=p: check_saved_workflow(page, info, Path(p), a.screenshots))
+        for p in a.saved_workflow
+    ]
     if a.language:
         with open(Path(a.pack) / "locales" / a.language / "nodeDefs.json", encoding="utf-8") as f:
             translations = json.load(f)
@@ -171,6 +192,19 @@ def main(argv=None) -> int:
     ap.add_argument("--docs-panel", action="store_true", help="check the docs panel shows each node's page")
     ap.add_argument("--language", help="check the page in this language shows the pack's translated names (zh)")
     ap.add_argument("--open", action="append", default=[], help="a workflow file to open through the page (repeatable)")
+    ap.add_argument(
+        "--tooltips",
+        action="store_true",
+        help="check that resting the mouse on each part of each node of the pack shows its tooltip (and, with "
+        "--language, the translated one)",
+    )
+    ap.add_argument(
+        "--saved-workflow",
+        action="append",
+        default=[],
+        help="a UI workflow saved by an earlier version of the pack: check that it loads with its values in place "
+        "and the widgets added since at their defaults (repeatable)",
+    )
     ap.add_argument("--chromium", default="/usr/bin/chromium", help="Chromium binary (default /usr/bin/chromium)")
     ap.add_argument("--viewport", default="1600x1000", help="page size WxH (default 1600x1000)")
     ap.add_argument("--min-images", type=int, default=1, help="fewer output images is a FAIL")

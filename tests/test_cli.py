@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +14,9 @@ import torch
 from PIL import Image, PngImagePlugin
 
 from codeformer_nodes.batch.imageio import read_image
-from codeformer_nodes.cli.restore import main
+from codeformer_nodes.cli.restore import build_parser, main
+from codeformer_nodes.pipeline import FidelityRamp, RestoreOptions, option_help
+from codeformer_nodes.pipeline.video_options import VideoOptions
 
 from .conftest import TESTDATA
 from .test_workflows import check_api_workflow, declared_specs
@@ -206,3 +211,21 @@ def test_missing_weights_are_named_together_before_anything_loads(recipe_checkpo
     written = json.loads(report.read_text())
     assert written["images"] == [] and "parsing_parsenet.pth" in written["error"]
     assert not (tmp_path / "out").exists()
+
+
+def test_flags_show_the_library_help_texts_and_building_them_imports_nothing():
+    """The help texts are stated once (pipeline/option_help.py) and read by --help as by the node tooltips;
+    the module imports nothing, so that --help need not load torch for them."""
+    tree = ast.parse(Path(option_help.__file__).read_text())
+    imports = [node for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))]
+    assert all(getattr(node, "module", None) == "__future__" for node in imports)
+    fields = {kind: {field.name for field in dataclasses.fields(kind)} for kind in (RestoreOptions, FidelityRamp)}
+    assert set(option_help.RESTORE_HELP) - {"ramp", "sweep", "face_indices"} <= fields[RestoreOptions]
+    assert set(option_help.RAMP_HELP) == fields[FidelityRamp]
+    assert set(option_help.VIDEO_HELP) <= {field.name for field in dataclasses.fields(VideoOptions)}
+    texts = {**option_help.RESTORE_HELP, **option_help.VIDEO_HELP}
+    flags = {action.dest: action.help for action in build_parser()._actions}
+    assert {"fidelity", "ramp", "confidence", "code_margin", "landmark_window"} <= texts.keys() & flags.keys()
+    for name in texts.keys() & flags.keys():
+        assert flags[name].startswith(texts[name]), name
+    build_parser().format_help()  # a '%' in a text would break argparse's formatting

@@ -15,8 +15,9 @@ LANGUAGES = sorted(path.name for path in (PACK / "locales").iterdir() if path.is
 
 
 @pytest.fixture
-def node_defs(monkeypatch, tmp_path) -> dict[str, dict[str, list[str]]]:
-    """Per node class: its display name, input names and output names, as ComfyUI reads them."""
+def node_defs(monkeypatch, tmp_path) -> dict[str, dict]:
+    """Per node class: its display name, description, and input and output names with their tooltips,
+    as ComfyUI reads them."""
     if HAVE_COMFY:
         pytest.skip("these tests use stand-ins; a real ComfyUI page is checked by scripts/browser_check.py")
     comfy_stand_ins.install(monkeypatch, tmp_path / "models")
@@ -24,11 +25,13 @@ def node_defs(monkeypatch, tmp_path) -> dict[str, dict[str, list[str]]]:
 
     defs = {}
     for name, node in NODE_CLASS_MAPPINGS.items():
-        inputs = node.INPUT_TYPES()
+        declared = node.INPUT_TYPES()
+        inputs = {**declared.get("required", {}), **declared.get("optional", {})}
         defs[name] = {
             "display_name": NODE_DISPLAY_NAME_MAPPINGS[name],
-            "inputs": [*inputs.get("required", {}), *inputs.get("optional", {})],
-            "outputs": [str(index) for index in range(len(node.RETURN_TYPES))],
+            "description": node.DESCRIPTION,
+            "inputs": {key: spec[1]["tooltip"] for key, spec in inputs.items()},
+            "outputs": {str(index): tooltip for index, tooltip in enumerate(node.OUTPUT_TOOLTIPS)},
         }
     return defs
 
@@ -39,15 +42,21 @@ def test_zh_is_among_the_languages():
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_every_node_input_and_output_is_translated_and_nothing_else(node_defs, language):
+    """Names, tooltips and descriptions: ComfyUI's page reads ``nodeDefs.NODE.inputs.INPUT.tooltip``,
+    ``outputs.INDEX.tooltip`` and ``description`` and falls back to English for any it lacks."""
     translated = json.loads((PACK / "locales" / language / "nodeDefs.json").read_text(encoding="utf-8"))
     assert set(translated) == set(node_defs), "one entry per node class, none for classes that are gone"
     for name, node in node_defs.items():
         entry = translated[name]
-        assert entry["display_name"].strip() and entry["display_name"] != node["display_name"]
-        assert list(entry["inputs"]) == node["inputs"], f"{name}: inputs in the node's order"
-        assert list(entry["outputs"]) == node["outputs"], f"{name}: outputs by index"
-        names = [*entry["inputs"].values(), *entry["outputs"].values()]
-        assert all(set(label) == {"name"} and label["name"].strip() for label in names), f"{name}: names only"
+        assert set(entry) == {"display_name", "description", "inputs", "outputs"}, name
+        for field in ("display_name", "description"):
+            assert entry[field].strip() and entry[field] != node[field], f"{name}: {field} untranslated"
+        assert list(entry["inputs"]) == list(node["inputs"]), f"{name}: inputs in the node's order"
+        assert list(entry["outputs"]) == list(node["outputs"]), f"{name}: outputs by index"
+        for key, label in [*entry["inputs"].items(), *entry["outputs"].items()]:
+            english = {**node["inputs"], **node["outputs"]}[key]
+            assert set(label) == {"name", "tooltip"}, f"{name}.{key}: a name and a tooltip"
+            assert label["name"].strip() and label["tooltip"].strip() and label["tooltip"] != english, f"{name}.{key}"
     json.loads((PACK / "locales" / language / "main.json").read_text(encoding="utf-8"))
 
 

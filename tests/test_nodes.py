@@ -208,3 +208,40 @@ def test_video_node_keeps_the_frame_count_and_reports_tracks(comfy, photo, stand
     faces = json.loads(faces_json)
     assert {face["track_id"] for face in faces} == {1, 2} and {face["image_index"] for face in faces} == {0, 1, 2}
     assert comfy.progress[-1] == (4, 4)
+
+
+def every_input(node: type) -> dict[str, tuple]:
+    declared = node.INPUT_TYPES()
+    return {**declared["required"], **declared.get("optional", {})}
+
+
+def test_every_input_and_output_says_what_it_does(monkeypatch, tmp_path):
+    """ComfyUI shows ``tooltip`` on hover, OUTPUT_TOOLTIPS on the outputs and DESCRIPTION on the title."""
+    if HAVE_COMFY:
+        pytest.skip("these tests use stand-ins")
+    comfy_stand_ins.install(monkeypatch, tmp_path / "models")
+    from codeformer_nodes.nodes import NODE_CLASS_MAPPINGS
+    from codeformer_nodes.pipeline.option_help import RESTORE_HELP, VIDEO_HELP
+
+    for name, node in NODE_CLASS_MAPPINGS.items():
+        for input_name, (kind, *settings) in every_input(node).items():
+            tooltip = settings[0].get("tooltip", "") if settings else ""
+            assert tooltip.strip(), f"{name}.{input_name} has no tooltip"
+            library_text = {**RESTORE_HELP, **VIDEO_HELP}.get(input_name)
+            if library_text is not None and (isinstance(kind, list) or kind in ("INT", "FLOAT", "STRING", "BOOLEAN")):
+                assert tooltip.startswith(library_text), f"{name}.{input_name}: the library's text comes first"
+        assert len(node.OUTPUT_TOOLTIPS) == len(node.RETURN_TYPES), f"{name}: one output tooltip per output"
+        assert all(text.strip() for text in node.OUTPUT_TOOLTIPS) and node.DESCRIPTION.strip(), name
+
+
+def test_video_node_takes_code_margin_and_defaults_it_for_older_workflows(comfy, stand_in_model, monkeypatch):
+    from codeformer_nodes.nodes import video
+
+    given = []
+    monkeypatch.setattr(video, "restore_video", lambda frames, network, options, clip: given.append(clip) or [])
+    inputs = {"w": 0.5, "detector": DETECTOR, "detection_size": 640, "confidence": 0.97, "landmark_window": 3,
+              "code_window": 5, "max_gap": 0, "tracks": ""}  # fmt: skip
+    frames = torch.zeros(0, 64, 64, 3)
+    video.CodeFormerRestoreVideo().restore(frames, stand_in_model, **inputs, code_margin=0.4)
+    video.CodeFormerRestoreVideo().restore(frames, stand_in_model, **inputs)
+    assert [clip.code_margin for clip in given] == [0.4, video.VideoOptions().code_margin]

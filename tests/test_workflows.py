@@ -7,6 +7,7 @@ declared, required inputs are present and widget values lie inside declared rang
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 from pathlib import Path
 
@@ -127,3 +128,39 @@ def test_committed_examples_are_what_the_builder_writes(specs):
         committed_ui = (ROOT / "example_workflows" / f"{name}.json").read_text()
         assert committed_api == json.dumps(api, indent=2) + "\n", f"{name}_api.json is stale: run the builder"
         assert committed_ui == json.dumps(builder.to_ui(api, node_specs), indent=2) + "\n", f"{name}.json is stale"
+
+
+# Workflows as users saved them with earlier versions of the pack (the examples as committed then).
+SAVED = ROOT / "tests" / "saved_workflows"
+
+
+@pytest.mark.parametrize("path", sorted(SAVED.glob("*_api.json")), ids=lambda p: p.name)
+def test_api_workflows_saved_before_still_fit_and_bind(specs, path):
+    """An input added since is optional: an old API workflow still validates, and its inputs still bind
+    to the node's function, which fills in the new one's default."""
+    declared, _ = specs
+    workflow = json.loads(path.read_text())
+    check_api_workflow(workflow, declared)
+    from codeformer_nodes.nodes.codeformer import NODE_CLASS_MAPPINGS
+
+    for node in workflow.values():
+        node_class = NODE_CLASS_MAPPINGS.get(node["class_type"])
+        if node_class is not None:
+            inspect.signature(getattr(node_class, node_class.FUNCTION)).bind(None, **node["inputs"])
+
+
+@pytest.mark.parametrize("path", sorted(p for p in SAVED.glob("*.json") if not p.name.endswith("_api.json")),
+                         ids=lambda p: p.name)  # fmt: skip
+def test_ui_workflows_saved_before_keep_their_widgets_in_place(specs, path):
+    """The page fills widgets from ``widgets_values`` in order: an old value list must still line up with
+    the node's first widgets, and every widget after it must be optional (it takes its default)."""
+    declared, builder = specs
+    for node in json.loads(path.read_text())["nodes"]:
+        widget_names = builder.node_specs()[node["type"]]["widgets"]
+        values = node["widgets_values"]
+        assert len(values) <= len(widget_names), f"{node['type']} has lost a widget"
+        for name, value in zip(widget_names, values, strict=False):
+            if name != "upload":
+                check_widget(node["type"], name, declared[node["type"]]["inputs"][name], value)
+        added = widget_names[len(values) :]
+        assert not set(added) & set(declared[node["type"]]["required"]), f"{node['type']}: {added} must be optional"
