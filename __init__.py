@@ -6,7 +6,7 @@ and OpenCV load on first use.
 
 from __future__ import annotations
 
-from typing import Any
+from ._lazy import lazy_exports
 
 __version__ = "0.1.0"
 # ComfyUI serves this folder as /extensions/<pack>/: the docs panel reads docs/<NodeName>.md there.
@@ -38,9 +38,4 @@ _LAZY_EXPORTS = {
 __all__ = [*_LAZY_EXPORTS]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY_EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(_LAZY_EXPORTS[name], __name__), name)
+__getattr__ = lazy_exports(__name__, _LAZY_EXPORTS)

@@ -6,8 +6,7 @@ console scripts' choices, the download pins) does not import torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_exports
 
 _LAZY_EXPORTS = {
     "BACKENDS": ".choices",
@@ -36,7 +35,4 @@ _LAZY_EXPORTS = {
 __all__ = [*_LAZY_EXPORTS]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY_EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_LAZY_EXPORTS[name], __name__), name)
+__getattr__ = lazy_exports(__name__, _LAZY_EXPORTS)
