@@ -16,6 +16,8 @@ _LAZY_EXPORTS = {
     "CodeFormer": ".codeformer_arch",
     "CodeFormerConfig": ".codeformer_arch",
     "load_codeformer": ".models",
+    "load_face_restorer": ".models",
+    "RestorerKind": ".models",
     "ModelDescription": ".models",
     "CodeFormerWeightsError": ".models",
     "WeightsFileError": ".models",

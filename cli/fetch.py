@@ -2,9 +2,9 @@
 
 Without names it fetches what the default run needs: ``codeformer.pth``, the default face
 detector and the face parser (CodeFormer's flow pastes through it). ``RealESRGAN_x2plus.pth``
-is the official background and face upsampler. Files go to the per-user cache (where the
-library and the command line look for them) or to ``--dir`` (e.g.
-``ComfyUI/models/facerestore_models``).
+is the official background and face upsampler; ``GFPGANv1.4.pth`` the GFPGAN face restorer.
+Files go to the per-user cache (where the library and the command line look for them) or to
+``--dir`` (e.g. ``ComfyUI/models/facerestore_models``).
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from pathlib import Path
 from ..models.auxiliary import DETECTOR_WEIGHTS, PARSENET_WEIGHTS
 from ..models.downloads import MIRROR_VARIABLE, locate, user_cache_dir
 from ..models.errors import CodeFormerWeightsError
-from ..models.official import OFFICIAL_CHECKPOINTS, OFFICIAL_NAMES
+from ..models.official import FACE_RESTORER_NAMES, OFFICIAL_CHECKPOINTS
 from ..models.upsamplers import UPSAMPLER_FILES
 from ..pipeline.detection import DEFAULT_DETECTOR
 from .helptext import DefaultsHelpFormatter, description
 
 FETCHABLE = {
-    **OFFICIAL_NAMES,
+    **FACE_RESTORER_NAMES,
     **{w.file.name: w.file for w in (*DETECTOR_WEIGHTS.values(), PARSENET_WEIGHTS)},
     **UPSAMPLER_FILES,
 }

@@ -1,4 +1,4 @@
-"""Finding, checking, loading and caching CodeFormer weights.
+"""Finding, checking, loading and caching face-restoration weights (CodeFormer, GFPGAN, RestoreFormer).
 
 The names below resolve on first use, so that importing a light module of this package (the
 console scripts' choices, the download pins) does not import torch.
@@ -25,6 +25,10 @@ _LAZY_EXPORTS = {
     "build_codeformer": ".loader",
     "clear_model_cache": ".loader",
     "load_codeformer": ".loader",
+    "load_face_restorer": ".loader",
+    "FaceRestorer": ".loader",
+    "RestorerKind": ".restorers",
+    "SpandrelFaceRestorer": ".restorers",
     "DeviceCapabilities": ".precision",
     "Precision": ".precision",
     "choose_precision": ".precision",

@@ -172,12 +172,17 @@ def check_tensors(tensors: StateDict, path: Path) -> None:
             )
 
 
+def is_codeformer(state_dict: Mapping[str, object]) -> bool:
+    """Whether a state dict has CodeFormer's keys (it may still be damaged: :func:`recognise` says)."""
+    return all(key in state_dict for key in CODEFORMER_KEYS)
+
+
 def recognise(state_dict: StateDict, path: Path) -> Recognised:
     """Read the configuration from the weights and say which official task they match."""
     missing = [key for key in CODEFORMER_KEYS if key not in state_dict]
     if missing:
         raise UnsupportedModelError(
-            f"{path} is not a CodeFormer checkpoint: {_guess_architecture(state_dict)}; "
+            f"{path} is not a CodeFormer checkpoint: {guess_architecture(state_dict)}; "
             f"it lacks {', '.join(missing[:4])}. Pick a CodeFormer file (e.g. codeformer.pth)."
         )
     flat = [key for key in SHAPE_KEYS if state_dict[key].ndim != 2]
@@ -233,7 +238,8 @@ def check_keys(expected: Mapping[str, torch.Tensor], state_dict: StateDict, path
         )
 
 
-def _guess_architecture(state_dict: Mapping[str, object]) -> str:
+def guess_architecture(state_dict: Mapping[str, object]) -> str:
+    """What a state dict that is not CodeFormer looks like, for an error message."""
     for name, keys in OTHER_ARCHITECTURES.items():
         if any(key in state_dict for key in keys):
             article = "an" if name[0] in "AEIOU" else "a"

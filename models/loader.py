@@ -1,24 +1,27 @@
-"""Build a CodeFormer network from a weights file, with a small cache of loaded models."""
+"""Build a face restorer (CodeFormer, or GFPGAN / RestoreFormer through spandrel) from a weights file, with a
+small cache of loaded models."""
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from ..codeformer_arch import CodeFormer, CodeFormerConfig, Encoded
-from .checkpoint import check_keys, read_state_dict, recognise
+from .checkpoint import StateDict, check_keys, is_codeformer, read_state_dict, recognise
 from .cpu_memory import keep_freed_cpu_memory
 from .devices import usable_device
-from .downloads import file_sha256
+from .downloads import PinnedFile, file_sha256, locate, user_cache_dir
 from .errors import WeightsFileError
-from .official import OFFICIAL_NAMES, official_checkpoint
+from .official import FACE_RESTORER_NAMES, OFFICIAL_NAMES
 from .precision import FLOAT32, Precision, choose_precision
+from .restorers import CODEFORMER_KIND, RestorerKind, SpandrelFaceRestorer, build_spandrel_restorer, restorer_precision
 
 MAX_CACHED_MODELS = 2
 
@@ -47,6 +50,8 @@ class LoadedCodeFormer(CodeFormer):
     numbers, without page-faulting every activation afresh.
     """
 
+    kind: ClassVar[RestorerKind] = CODEFORMER_KIND
+
     def __init__(self, description: ModelDescription) -> None:
         super().__init__(description.config)
         self.description = description
@@ -68,7 +73,11 @@ class LoadedCodeFormer(CodeFormer):
 # (path, inode, size, mtime, ctime, device, precision): a file rewritten in place changes its
 # ctime even when its size and mtime are kept (ctime cannot be set back), so it is reloaded.
 CacheKey = tuple[str, int, int, int, int, str, Precision]
-_cache: OrderedDict[CacheKey, LoadedCodeFormer] = OrderedDict()
+# Where a cached network runs: (device, dtype, generator dtype), as it was handed out.
+RunsIn = tuple[torch.device, torch.dtype, torch.dtype | None]
+FaceRestorer = LoadedCodeFormer | SpandrelFaceRestorer
+Builder = Callable[[Path, Precision], torch.nn.Module]
+_cache: OrderedDict[CacheKey, tuple[torch.nn.Module, RunsIn]] = OrderedDict()
 _building: dict[CacheKey, threading.Lock] = {}  # one lock per key being built
 _cache_lock = threading.Lock()  # guards both dicts
 
@@ -96,9 +105,57 @@ def load_codeformer(
         precision: a name of :data:`PRECISIONS` (``auto``: code-exact, the fastest this
             device runs natively) or a :class:`Precision` (e.g. ``Precision(torch.float64)``).
     """
+
+    def build(resolved: Path, target: Precision) -> LoadedCodeFormer:
+        return build_codeformer(resolved, target)
+
+    return _load(path, device, precision, OFFICIAL_NAMES, build, _not_spandrel)
+
+
+def load_face_restorer(
+    path: str | Path,
+    device: str | torch.device | None = None,
+    precision: str | Precision = "auto",
+) -> FaceRestorer:
+    """Load any face restorer: CodeFormer as :func:`load_codeformer` loads it, or a file spandrel
+    recognises as face restoration (GFPGAN 1.2-1.4, RestoreFormer). Bare official names fetch as
+    there, and ``GFPGANv1.4.pth`` too.
+
+    The family is recognised by the keys, read through the same safe reader, and shares
+    :func:`load_codeformer`'s cache. The result's ``kind`` says what it takes: only CodeFormer
+    reads the fidelity ``w``. GFPGAN and RestoreFormer run in fp32 (``auto`` or ``fp32``), and
+    need spandrel (``pip install 'codeformer-nodes[upsample]'``).
+    """
+
+    def runs_as_asked(cached: torch.nn.Module) -> bool:
+        if isinstance(cached, SpandrelFaceRestorer):
+            restorer_precision(cached.kind, precision)  # refuses a mode the family does not run in
+        return True
+
+    def build(resolved: Path, target: Precision) -> FaceRestorer:
+        return build_face_restorer(resolved, target, precision)
+
+    return _load(path, device, precision, FACE_RESTORER_NAMES, build, runs_as_asked)
+
+
+def _not_spandrel(cached: torch.nn.Module) -> bool:
+    """``load_codeformer`` hands out no other family cached from the same file (it names the family instead)."""
+    return not isinstance(cached, SpandrelFaceRestorer)
+
+
+def _load(
+    path: str | Path,
+    device: str | torch.device | None,
+    precision: str | Precision,
+    known: Mapping[str, PinnedFile],
+    build: Builder,
+    reuses: Callable[[torch.nn.Module], bool],
+) -> torch.nn.Module:
+    """The network ``build`` makes of ``path`` (or of the ``known`` file it names) on ``device``, from the
+    cache when the file is unchanged and ``reuses`` takes the cached network."""
     given = Path(path).expanduser()
-    if given.name == str(path) and given.name in OFFICIAL_NAMES and not given.exists():
-        given = official_checkpoint(given.name)  # a bare official name: the per-user copy, fetched if needed
+    if given.name == str(path) and given.name in known and not given.exists():
+        given = locate(known[given.name], [user_cache_dir()])  # a bare known name: the per-user copy, fetched if needed
     try:
         resolved = given.resolve()
     except RuntimeError as error:  # a symlink loop
@@ -107,20 +164,20 @@ def load_codeformer(
     target = precision if isinstance(precision, Precision) else choose_precision(precision, target_device)
     stat = resolved.stat() if resolved.is_file() else None
     if stat is None:
-        return build_codeformer(resolved, target).to(device=target_device)  # names what is wrong with the path
+        return build(resolved, target).to(device=target_device)  # names what is wrong with the path
     key = (str(resolved), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, str(target_device), target)
     with _build_lock(key):  # callers asking at once for one key wait for one build
-        cached = _cached(key, target_device, target)
-        if cached is not None:
+        cached = _cached(key)
+        if cached is not None and reuses(cached):
             return cached
         model = None
         try:
-            model = build_codeformer(resolved, target).to(device=target_device)
+            model = build(resolved, target).to(device=target_device)
             return model
         finally:
             with _cache_lock:
                 if model is not None:
-                    _cache[key] = model
+                    _cache[key] = (model, _runs_in(model))
                     while len(_cache) > MAX_CACHED_MODELS:
                         _cache.popitem(last=False)
                 _building.pop(key, None)  # later callers find the model in the cache (or build it again)
@@ -131,21 +188,37 @@ def _build_lock(key: CacheKey) -> threading.Lock:
         return _building.setdefault(key, threading.Lock())
 
 
-def _cached(key: CacheKey, device: torch.device, precision: Precision) -> LoadedCodeFormer | None:
+def _runs_in(model: torch.nn.Module) -> RunsIn | None:
+    parameter = next(model.parameters(), None)
+    return None if parameter is None else (parameter.device, parameter.dtype, model.generator_dtype)
+
+
+def _cached(key: CacheKey) -> torch.nn.Module | None:
     """The cached network of ``key``, unless it was moved or cast since it was cached."""
     with _cache_lock:
-        cached = _cache.get(key)
-        parameter = next(cached.parameters(), None) if cached is not None else None
-        current = None if parameter is None else (parameter.device, parameter.dtype, cached.generator_dtype)
-        if current != (device, precision.dtype, precision.generator_dtype):
+        model, runs_in = _cache.get(key, (None, None))
+        if model is None or _runs_in(model) != runs_in:
             return None
         _cache.move_to_end(key)
-        return cached
+        return model
 
 
 def build_codeformer(path: Path, precision: Precision = FLOAT32) -> LoadedCodeFormer:
     """Read, recognise and check a weights file, then build the network on the CPU in ``precision``."""
+    return codeformer_from_state_dict(read_state_dict(path), path, precision)
+
+
+def build_face_restorer(path: Path, precision: Precision, asked: str | Precision) -> FaceRestorer:
+    """Read a weights file once and build the face restorer it holds on the CPU: CodeFormer in
+    ``precision``, another family in what it runs in for the ``asked`` precision."""
     state_dict = read_state_dict(path)
+    if is_codeformer(state_dict):
+        return codeformer_from_state_dict(state_dict, path, precision)
+    return build_spandrel_restorer(state_dict, path, file_sha256(path), asked)
+
+
+def codeformer_from_state_dict(state_dict: StateDict, path: Path, precision: Precision) -> LoadedCodeFormer:
+    """Recognise and check the state dict read from ``path``, then build the network on the CPU in ``precision``."""
     recognised = recognise(state_dict, path)
     description = ModelDescription(
         task=recognised.task, config=recognised.config, source=path, sha256=file_sha256(path)

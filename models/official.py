@@ -1,9 +1,13 @@
-"""The official CodeFormer checkpoints, fetched when first needed.
+"""The official CodeFormer checkpoints and the other face restorers' files, fetched when first needed.
 
 Pinned by the published size and SHA-256 of ``codeformer.pth`` and
 ``codeformer_inpainting.pth``. No figures are published for ``codeformer_colorization.pth``
 (neither on the release page nor in the model lists of other tools), so it is checked by
 its keys and shapes: it must be recognised as the colorization checkpoint.
+
+``GFPGANv1.4.pth`` (TencentARC/GFPGAN, Apache-2.0; the release GFPGAN's inference fetches it
+from): its release page gives no figures; these are the size and SHA-256 that independent
+model lists and installers agree on.
 """
 
 from __future__ import annotations
@@ -41,6 +45,26 @@ OFFICIAL_CHECKPOINTS = {
     ),
 }  # fmt: skip
 OFFICIAL_NAMES = {file.name: file for file in OFFICIAL_CHECKPOINTS.values()}
+
+
+def _check_gfpgan(path: Path) -> None:
+    from .checkpoint import read_state_dict
+    from .restorers import GFPGAN_KEYS
+
+    missing = [key for key in GFPGAN_KEYS if key not in read_state_dict(path)]
+    if missing:
+        raise UnsupportedModelError(f"{path} is not GFPGAN v1.4: it lacks {', '.join(missing)}")
+
+
+GFPGAN_V1_4 = PinnedFile(
+    "GFPGANv1.4.pth",
+    "https://github.com/TencentARC/GFPGAN/releases/download/v1.3.0/GFPGANv1.4.pth",
+    348_632_874,
+    "e2cd4703ab14f4d01fd1383a8a8b266f9a5833dacee8e6a79d3bf21a1b6be5ad",
+    _check_gfpgan,
+)
+# What ``load_face_restorer`` fetches by bare name, besides the CodeFormer checkpoints.
+FACE_RESTORER_NAMES = {**OFFICIAL_NAMES, GFPGAN_V1_4.name: GFPGAN_V1_4}
 
 
 def official_checkpoint(name: str, folders: list[Path] | None = None, progress: ProgressCallback | None = None) -> Path:

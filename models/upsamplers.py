@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # torch loads with a network: the pins are read by the consol
 DEFAULT_TILE = 400
 DEFAULT_TILE_PAD = 40
 DEFAULT_PRE_PAD = 0
+SPANDREL_INSTALL = "pip install 'codeformer-nodes[upsample]'"
 
 
 def _check_upsampler(path: Path) -> None:
@@ -59,9 +60,7 @@ def _descriptor(path: Path):
     try:
         import spandrel
     except ImportError as error:
-        raise ImportError(
-            "upsamplers load through spandrel, which is not installed: pip install 'codeformer-nodes[upsample]'"
-        ) from error
+        raise ImportError(f"upsamplers load through spandrel, which is not installed: {SPANDREL_INSTALL}") from error
     from .checkpoint import read_state_dict
 
     state_dict = read_state_dict(path)

@@ -10,3 +10,8 @@ python3 -m venv .venv
 # package: without its pins (tb-nightly, gdown, opencv-python) and with only what its facelib,
 # basicsr and inference script import (lpips, lmdb, pyyaml: the test extra).
 .venv/bin/python -m pip install --quiet --no-deps codeformer-pip==0.0.4 lpips==0.1.4
+# GFPGAN's own inference (GFPGANer, Apache-2.0), the oracle of tests/test_face_restorers.py, never imported by
+# the package: without its pins (basicsr's opencv, tb-nightly, the Real-ESRGAN stack); basicsr's setup.py imports
+# torch, so it builds in this environment.
+.venv/bin/python -m pip install --quiet --no-deps gfpgan==1.3.8
+.venv/bin/python -m pip install --quiet --no-deps --no-build-isolation basicsr==1.4.2

@@ -1,0 +1,143 @@
+"""Face restorers other than CodeFormer (GFPGAN, RestoreFormer), built by spandrel behind CodeFormer's call.
+
+Each family declares what it takes (:class:`RestorerKind`): only CodeFormer has a fidelity
+input. The others are called as GFPGAN's own inference (``GFPGANer.enhance``) calls them:
+the aligned face in [-1, 1], the first output clamped and rounded to 8-bit levels
+(``tensor2img``). ``GFPGANer.enhance`` also passes its ``weight`` argument, which every
+network it builds swallows unread (``**kwargs``): passing CodeFormer's ``w`` on would change
+nothing at best and, in packs whose networks lack ``**kwargs``, fails. It is never passed on.
+
+GFPGAN 1.2-1.4 (the clean StyleGAN2 decoder) adds noise after each style convolution, drawn
+afresh on every call by ``GFPGANer.enhance``, so no two official runs agree. Here the decoder
+uses the noise stored in the weights file (``randomize_noise=False``, the StyleGAN2 convention
+for repeatable output): the same for every face, batch position, device and run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from .cpu_memory import keep_freed_cpu_memory
+from .errors import StateDictMismatchError, UnsupportedModelError
+from .precision import FLOAT32, Precision
+from .upsamplers import SPANDREL_INSTALL
+
+if TYPE_CHECKING:
+    from .checkpoint import StateDict
+
+
+@dataclass(frozen=True)
+class RestorerKind:
+    """What a face-restoration family takes, so callers offer and pass it only that.
+
+    Attributes:
+        architecture: the family's name ("CodeFormer", "GFPGAN", "RestoreFormer").
+        accepts_fidelity: takes CodeFormer's fidelity ``w`` (and AdaIN); the others have no
+            such input, and a front end ignores its fidelity setting for them.
+        network_call: keyword arguments of the official inference's call besides the face.
+    """
+
+    architecture: str
+    accepts_fidelity: bool
+    network_call: dict[str, Any] = field(default_factory=dict)
+
+
+CODEFORMER_KIND = RestorerKind("CodeFormer", accepts_fidelity=True)
+# By spandrel architecture id. GFPGAN: no intermediate RGB outputs (as GFPGANer asks), stored noise.
+SPANDREL_KINDS = {
+    "GFPGAN": RestorerKind("GFPGAN", False, {"return_rgb": False, "randomize_noise": False}),
+    "RestoreFormer": RestorerKind("RestoreFormer", False),
+}
+
+# Keys every GFPGAN 1.2-1.4 file holds (spandrel recognises GFPGAN by them).
+GFPGAN_KEYS = ("toRGB.0.weight", "stylegan_decoder.style_mlp.1.weight")
+
+# What the pipeline's common call passes as w and adain to a network without a fidelity input: never read.
+IgnoredFidelity = Tensor | float | None
+IgnoredAdain = bool | None
+
+
+class SpandrelFaceRestorer(torch.nn.Module):
+    """A spandrel-built face restorer with CodeFormer's call (``RestorationNetwork``).
+
+    ``w`` and ``adain`` are accepted because the pipeline calls every network alike; they are
+    ignored (the type says so), never passed on. The output is rounded to 8-bit levels, as the
+    family's own inference rounds it before pasting.
+    """
+
+    generator_dtype: ClassVar[torch.dtype | None] = None  # one dtype throughout: mixed modes are CodeFormer's
+
+    def __init__(self, network: torch.nn.Module, kind: RestorerKind, source: Path, sha256: str) -> None:
+        super().__init__()
+        self.network = network
+        self.kind = kind
+        self.source = source
+        self.sha256 = sha256
+
+    def forward(self, x: Tensor, *, w: IgnoredFidelity = None, adain: IgnoredAdain = None) -> tuple[Tensor]:
+        """(B, 3, 512, 512) faces in [-1, 1] -> a 1-tuple of restored faces in [-1, 1] on 8-bit levels."""
+        with keep_freed_cpu_memory(x.device):  # contiguous, as the official tensor: GFPGAN views its features flat
+            out = self.network(x.contiguous(), **self.kind.network_call)[0]
+        levels = ((out.float().clamp(-1, 1) + 1) / 2 * 255).round()  # as basicsr's tensor2img(min_max=(-1, 1))
+        return (levels / 255 * 2 - 1,)
+
+
+def restorer_precision(kind: RestorerKind, precision: str | Precision) -> Precision:
+    """The precision a spandrel family runs in: float32 only, until its half modes are measured against it."""
+    if precision in ("auto", "fp32") or precision == FLOAT32:
+        return FLOAT32
+    raise ValueError(
+        f"{kind.architecture} runs in fp32 only: its half-precision output is not yet measured against "
+        f"fp32; got precision {precision}, use auto or fp32"
+    )
+
+
+def build_spandrel_restorer(
+    state_dict: StateDict, path: Path, sha256: str, precision: str | Precision
+) -> SpandrelFaceRestorer:
+    """A face restorer from a state dict spandrel recognises as one (purpose FaceSR), in eval mode on the CPU."""
+    spandrel = _import_spandrel()
+    try:
+        descriptor = spandrel.ModelLoader().load_from_state_dict(state_dict)
+    except spandrel.UnsupportedModelError as error:
+        from .checkpoint import guess_architecture
+
+        raise UnsupportedModelError(
+            f"{path} is neither CodeFormer nor a face restorer spandrel knows (GFPGAN, RestoreFormer): "
+            f"{guess_architecture(state_dict)}. Pick a face-restoration file (e.g. codeformer.pth, GFPGANv1.4.pth)."
+        ) from error
+    except RuntimeError as error:  # recognised by its keys, but load_state_dict found others missing or mis-shaped
+        raise StateDictMismatchError(
+            f"{path} has keys spandrel recognises, but does not fit that network "
+            f"({str(error).strip().splitlines()[0]}); of GFPGAN, only 1.2-1.4 (the clean architecture) loads."
+        ) from error
+    architecture = descriptor.architecture.id
+    if descriptor.purpose != "FaceSR":
+        raise UnsupportedModelError(
+            f"{path} holds a {descriptor.architecture.name} model for {descriptor.purpose}, not face restoration; "
+            "give it as an upscaler, or pick a face-restoration file (e.g. codeformer.pth, GFPGANv1.4.pth)"
+        )
+    if architecture not in SPANDREL_KINDS:
+        raise UnsupportedModelError(
+            f"{path} holds a {descriptor.architecture.name} face restorer, whose official inference is not "
+            f"reproduced here; supported: CodeFormer, {', '.join(SPANDREL_KINDS)}"
+        )
+    kind = SPANDREL_KINDS[architecture]
+    network = descriptor.model.to(restorer_precision(kind, precision).dtype)
+    return SpandrelFaceRestorer(network, kind, path, sha256).requires_grad_(False).eval()
+
+
+def _import_spandrel() -> Any:
+    try:
+        import spandrel
+    except ImportError as error:
+        raise ImportError(
+            f"face restorers other than CodeFormer (GFPGAN, RestoreFormer) load through spandrel, which is not "
+            f"installed: {SPANDREL_INSTALL}"
+        ) from error
+    return spandrel

@@ -1,0 +1,197 @@
+"""Face restorers other than CodeFormer: loaded by their keys, called without ``w``, restored as their
+own inference restores them.
+
+The oracle is the published ``gfpgan`` package (``GFPGANer.enhance``), installed for the tests
+only (``scripts/setup.sh``), with random weights of GFPGANv1.4's shapes (no trained weights
+here). Its ``basicsr`` still imports ``torchvision.transforms.functional_tensor``, which
+torchvision 0.17 removed; the fixture points that name at ``torchvision.transforms.functional``
+(which holds the one function basicsr takes from it, ``rgb_to_grayscale``) for the test only.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from codeformer_nodes import (
+    RestoreOptions,
+    UnsupportedModelError,
+    WeightsFileError,
+    load_codeformer,
+    load_face_restorer,
+    restore_faces,
+)
+from codeformer_nodes.models import Precision, SpandrelFaceRestorer, clear_model_cache
+from codeformer_nodes.models.restorers import SPANDREL_KINDS
+
+from .conftest import TESTDATA
+
+DETECTOR = "retinaface_mobile0.25"  # GFPGANer builds the ResNet-50 RetinaFace; only the MobileNet one is here
+NOISE_STRENGTH = 0.3  # the noise injections start at 0 in a fresh network: made visible, so the noise matters
+
+
+@pytest.fixture(scope="module")
+def gfpgan_package():
+    """The ``gfpgan`` package, importable on current torchvision (see the module docstring)."""
+    import torchvision.transforms.functional
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, "torchvision.transforms.functional_tensor", torchvision.transforms.functional)
+        pytest.importorskip("basicsr", reason="the gfpgan oracle needs basicsr: scripts/setup.sh installs it")
+        gfpgan = pytest.importorskip("gfpgan", reason="the oracle is the gfpgan package: scripts/setup.sh installs it")
+        yield gfpgan
+
+
+@pytest.fixture(scope="module")
+def gfpgan_weights(gfpgan_package, tmp_path_factory) -> Path:
+    """A random GFPGANv1.4-shaped file (GFPGANv1Clean, channel multiplier 2) in the official layout."""
+    from gfpgan.archs.gfpganv1_clean_arch import GFPGANv1Clean
+
+    torch.manual_seed(0)
+    network = GFPGANv1Clean(
+        out_size=512, num_style_feat=512, channel_multiplier=2, decoder_load_path=None, fix_decoder=False, num_mlp=8,
+        input_is_latent=True, different_w=True, narrow=1, sft_half=True,
+    )  # fmt: skip
+    with torch.no_grad():
+        for name, parameter in network.named_parameters():
+            if name.endswith("weight") and parameter.numel() == 1:  # a noise injection's strength
+                parameter.fill_(NOISE_STRENGTH)
+    path = tmp_path_factory.mktemp("gfpgan") / "any-name.pth"
+    torch.save({"params_ema": network.state_dict()}, path)
+    return path
+
+
+def test_gfpgan_is_recognised_by_keys_takes_no_fidelity_and_is_cached(gfpgan_weights):
+    try:
+        restorer = load_face_restorer(gfpgan_weights)
+        assert isinstance(restorer, SpandrelFaceRestorer)
+        assert restorer.kind.architecture == "GFPGAN" and not restorer.kind.accepts_fidelity
+        assert restorer.source == gfpgan_weights.resolve() and len(restorer.sha256) == 64
+        assert not restorer.training and all(not p.requires_grad for p in restorer.parameters())
+        assert load_face_restorer(str(gfpgan_weights), precision="fp32") is restorer
+        with pytest.raises(ValueError, match="GFPGAN runs in fp32 only"):
+            load_face_restorer(gfpgan_weights, precision=Precision(torch.float64))
+        with pytest.raises(UnsupportedModelError, match="looks like a GFPGAN model"):
+            load_codeformer(gfpgan_weights)  # the CodeFormer loader is unchanged: it names what the file is
+    finally:
+        clear_model_cache()
+
+
+def test_a_codeformer_file_loads_as_load_codeformer_loads_it(recipe_checkpoint):
+    try:
+        restorer = load_face_restorer(recipe_checkpoint, precision="fp32")
+        assert restorer.kind.accepts_fidelity and restorer.description.task == "restoration"
+        assert load_codeformer(recipe_checkpoint, precision="fp32") is restorer
+    finally:
+        clear_model_cache()
+
+
+def test_gfpgan_v1_4_is_pinned_and_fetched_by_its_bare_name(tmp_path, monkeypatch):
+    from codeformer_nodes.cli.fetch import FETCHABLE
+    from codeformer_nodes.models.downloads import MIRROR_VARIABLE
+    from codeformer_nodes.models.official import GFPGAN_V1_4
+
+    assert (GFPGAN_V1_4.size, GFPGAN_V1_4.sha256[:8]) == (348_632_874, "e2cd4703")
+    assert FETCHABLE[GFPGAN_V1_4.name] is GFPGAN_V1_4
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv(MIRROR_VARIABLE, "http://127.0.0.1:9")  # nothing listens: the fetch is tried, and fails
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(WeightsFileError, match=r"GFPGANv1.4.pth is in none of .*codeformer-fetch GFPGANv1.4.pth"):
+        load_face_restorer("GFPGANv1.4.pth")
+
+
+def test_a_file_that_is_no_face_restorer_is_named(tmp_path):
+    path = tmp_path / "detector.pth"
+    torch.save({"body.stage1.0.0.weight": torch.ones(8, 3, 3, 3), "ClassHead.0.conv1x1.weight": torch.ones(4, 8)}, path)
+    with pytest.raises(UnsupportedModelError, match="neither CodeFormer nor a face restorer.*RetinaFace detector"):
+        load_face_restorer(path)
+
+
+def test_without_spandrel_the_error_names_the_install(gfpgan_weights, monkeypatch):
+    monkeypatch.setitem(sys.modules, "spandrel", None)
+    with pytest.raises(ImportError, match=r"pip install 'codeformer-nodes\[upsample\]'"):
+        load_face_restorer(gfpgan_weights)
+
+
+class RecordingNetwork(torch.nn.Module):
+    """Records the keyword arguments of each call; returns its input, as a face restorer returns a face."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[dict[str, object]] = []
+
+    def forward(self, x: torch.Tensor, **kwargs: object) -> tuple[torch.Tensor]:
+        self.calls.append(kwargs)
+        return (x,)
+
+
+@pytest.mark.parametrize("architecture", SPANDREL_KINDS)
+def test_w_and_adain_are_never_passed_on(architecture):
+    network = RecordingNetwork()
+    restorer = SpandrelFaceRestorer(network, SPANDREL_KINDS[architecture], Path("stand-in.pth"), "0" * 64)
+    faces = torch.linspace(-1, 1, 3 * 8 * 8).reshape(1, 3, 8, 8)
+    (out,) = restorer(faces, w=torch.tensor([0.7]), adain=True)
+    assert network.calls == [SPANDREL_KINDS[architecture].network_call]
+    assert torch.allclose((out + 1) / 2 * 255, ((faces + 1) / 2 * 255).round(), atol=1e-4), "8-bit levels"
+
+
+# --- GFPGAN against GFPGANer.enhance ---
+
+
+def read_rgb(name: str) -> np.ndarray:
+    from PIL import Image
+
+    return np.array(Image.open(TESTDATA / "photos" / name).convert("RGB"))
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / mse)) if mse else float("inf")
+
+
+# photo: (GFPGANer upscale, only_center_face, faces restored); the same options on our side.
+PHOTOS = {"group_small.jpg": (2, False, 4), "group_four.png": (1, True, 1)}
+
+
+@pytest.mark.parametrize("photo", PHOTOS)
+def test_gfpgan_restores_as_gfpganer_enhance(gfpgan_package, gfpgan_weights, helper_weights, photo, monkeypatch):
+    """``GFPGANer.enhance`` (facexlib's helper with ``use_parse=True``, detection at the original size,
+    8-bit faces, its default ``weight``) against ``restore_faces`` in the facexlib flow with the parse
+    mask. Two changes to the oracle, neither in what it computes: its helper gets the MobileNet
+    detector (the only real one here), and its network the stored noise (``randomize_noise=False``),
+    as ours runs it: with fresh noise on each call, no two official runs agree."""
+    upscale, center_only, face_count = PHOTOS[photo]
+    facexlib_helper = gfpgan_package.utils.FaceRestoreHelper
+
+    def helper_with_our_detector(*args: object, **kwargs: object) -> object:
+        return facexlib_helper(*args, **{**kwargs, "det_model": DETECTOR, "model_rootpath": str(helper_weights)})
+
+    monkeypatch.setattr(gfpgan_package.utils, "FaceRestoreHelper", helper_with_our_detector)
+    oracle = gfpgan_package.utils.GFPGANer(str(gfpgan_weights), upscale=upscale, device=torch.device("cpu"))
+    oracle.gfpgan.register_forward_pre_hook(
+        lambda _, args, kwargs: (args, {**kwargs, "randomize_noise": False}), with_kwargs=True
+    )
+    rgb = read_rgb(photo)
+    _, official_faces, expected_bgr = oracle.enhance(np.ascontiguousarray(rgb[..., ::-1]), only_center_face=center_only)
+    expected = expected_bgr[..., ::-1].astype(np.float64)
+    try:
+        restorer = load_face_restorer(gfpgan_weights)
+        options = RestoreOptions(
+            flow="facexlib", detector=DETECTOR, weights_dir=helper_weights, detection_size=None, parse_mask=True,
+            upscale=upscale, face_selection="center" if center_only else "all",
+        )  # fmt: skip
+        result = restore_faces([rgb], restorer, options)
+    finally:
+        clear_model_cache()
+    assert len(result.faces) == len(official_faces) == face_count
+    ours = result.images[0].numpy().astype(np.float64) * 255
+    assert ours.shape == expected.shape
+    pasted = result.masks[0].numpy() > 0
+    overall, on_faces = psnr(ours, expected), psnr(ours[pasted], expected[pasted])
+    print(f"{photo}: {overall:.1f} dB overall, {on_faces:.1f} dB on faces ({pasted.mean():.1%} of the pixels)")
+    assert pasted.mean() > 0.005, "the random parser must leave some face to compare"
+    assert overall >= 45 and on_faces >= 45
