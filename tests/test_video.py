@@ -103,7 +103,8 @@ def test_logits_are_averaged_along_a_track(options):
     network = small_codeformer()
     clip = [four, shifted(four, 1), four]
     one_face = RestoreOptions(detector=options.detector, weights_dir=options.weights_dir, face_selection=[0])
-    steady = list(restore_video(clip, network, one_face, VideoOptions(landmark_window=1, code_window=3, max_gap=0)))
+    codes_only = VideoOptions(landmark_window=1, code_window=3, feature_window=1, max_gap=0)
+    steady = list(restore_video(clip, network, one_face, codes_only))
     alone = list(restore_video(clip, network, one_face, FRAME_BY_FRAME))
     assert [len(r.faces) for r in steady] == [1, 1, 1]
     # the ends of a clip average over what they have: the first frame over itself only
