@@ -346,16 +346,21 @@ class _Stream:
         return torch.stack([self._frame(i).logits[tid] for i in window]).mean(dim=0)
 
     def _track_window(self, tid: int, index: int, size: int) -> list[int]:
-        """Frames of the track to average for ``index``: centred and symmetric (or trailing), up to ``size``,
-        narrower where the track ends (a cut, a face gone) so that the window stays centred."""
-        window = [index]
-        steps = range(1, size) if self.video.causal else range(1, size // 2 + 1)
-        for step in steps:
-            around = [index - step] if self.video.causal else [index - step, index + step]
-            if not all(self._encoded_at(tid, i) for i in around):
-                break
-            window += around
-        return window
+        """Frames of the track averaged for ``index``: ``size`` of them, centred, and shifted inwards where the
+        track starts or ends (a cut, a face gone; in the aligned crops a shift moves no face, so the first
+        frames of a shot get the full window and stay as steady as the rest); trailing when causal."""
+        if self.video.causal:
+            window = [index]
+            while len(window) < size and self._encoded_at(tid, window[-1] - 1):
+                window.append(window[-1] - 1)
+            return window
+        first, last = index, index
+        while first > index - size + 1 and self._encoded_at(tid, first - 1):
+            first -= 1
+        while last < index + size - 1 and self._encoded_at(tid, last + 1):
+            last += 1
+        start = max(first, min(index - size // 2, last - size + 1))
+        return list(range(start, min(start + size, last + 1)))
 
     def _encoded_at(self, tid: int, index: int) -> bool:
         return index in self._held() and index < self.placed and tid in self._frame(index).logits
@@ -366,7 +371,7 @@ class _Stream:
         """Chunk ``number``'s encoder features, each face's averaged over its track's window (the aligned
         crops hold the face still, so the mean keeps its shape and drops noise that changes every frame)."""
         faces = frame.faces[number * self.chunk : (number + 1) * self.chunk]
-        windows = [self._feature_window(face.track_id, frame.index) for face in faces]
+        windows = [self._track_window(face.track_id, frame.index, self.video.feature_window) for face in faces]
         if all(len(window) == 1 for window in windows):
             return encoded  # exactly a single image's features
         sizes = list(encoded.skips)
@@ -377,21 +382,6 @@ class _Stream:
                 averaged[key].append(torch.stack([feature[key] for feature in features]).mean(dim=0))
         skips = {size: torch.stack(averaged[size]) for size in sizes}
         return Encoded(lq_feat=torch.stack(averaged["lq_feat"]), skips=skips, logits=encoded.logits)
-
-    def _feature_window(self, tid: int, index: int) -> list[int]:
-        """Frames of the track whose features are averaged for ``index``: ``feature_window`` of them, centred, and
-        shifted inwards where the track starts or ends (in the aligned crops a shift moves no face, so even the
-        first frames of a shot get the full window and stay as steady as the rest); trailing when causal."""
-        size = self.video.feature_window
-        if self.video.causal:
-            return self._track_window(tid, index, size)
-        first, last = index, index
-        while first > index - size + 1 and self._encoded_at(tid, first - 1):
-            first -= 1
-        while last < index + size - 1 and self._encoded_at(tid, last + 1):
-            last += 1
-        start = max(first, min(index - size // 2, last - size + 1))
-        return list(range(start, min(start + size, last + 1)))
 
     def _features(self, frame: _Frame, tid: int) -> dict[str | int, torch.Tensor]:
         """One face's encoder output and skip features (by size) in ``frame``."""

@@ -81,8 +81,8 @@ class VideoOptions:
 
     @property
     def code_lookahead(self) -> int:
-        """Frames placed ahead of the one restored: half the code window, a whole feature window (less one)."""
-        return 0 if self.causal else max(self.code_window // 2, self.feature_window - 1)
+        """Frames placed ahead of the one restored: a whole window less one (windows shift inwards at a track's end)."""
+        return 0 if self.causal else max(self.code_window, self.feature_window) - 1
 
     @property
     def latency(self) -> int:
