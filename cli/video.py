@@ -19,6 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help=VIDEO_HELP["code_window"])  # fmt: skip
     group.add_argument("--code-margin", type=float, default=defaults.code_margin,
                        help=VIDEO_HELP["code_margin"])  # fmt: skip
+    group.add_argument("--feature-window", type=int, default=defaults.feature_window,
+                       help=VIDEO_HELP["feature_window"])  # fmt: skip
     group.add_argument("--max-gap", type=int, default=defaults.max_gap, help=VIDEO_HELP["max_gap"])
     group.add_argument("--causal", action="store_true", help="no look-ahead (smoothing lags on steady motion)")
 
@@ -27,5 +29,5 @@ def video_options_from(args: argparse.Namespace) -> VideoOptions:
     tracks = tuple(args.face_indices) if args.face_indices else None
     return VideoOptions(
         landmark_window=args.landmark_window, code_window=args.code_window, code_margin=args.code_margin,
-        max_gap=args.max_gap, causal=args.causal, tracks=tracks,
+        feature_window=args.feature_window, max_gap=args.max_gap, causal=args.causal, tracks=tracks,
     )  # fmt: skip

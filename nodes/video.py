@@ -58,12 +58,14 @@ class CodeFormerRestoreVideo:
                                     "tooltip": VIDEO_HELP["max_gap"]}),
                 "tracks": ("STRING", {"default": "", "tooltip": VIDEO_HELP["tracks"] + ", e.g. 0,2; blank for all"}),
             },
-            # Optional, and code_margin the last widget: a workflow saved before it still validates, and its
-            # widget values still line up (code_margin takes its default).
+            # Optional, and code_margin then feature_window the last widgets: a workflow saved before them still
+            # validates, and its widget values still line up (they take their defaults).
             "optional": {
                 **FLOW_WIDGETS,
                 "code_margin": ("FLOAT", {"default": VIDEO_DEFAULTS.code_margin, "min": 0.0, "max": 4.0, "step": 0.01,
                                           "tooltip": VIDEO_HELP["code_margin"]}),
+                "feature_window": ("INT", {"default": VIDEO_DEFAULTS.feature_window, **window,
+                                           "tooltip": VIDEO_HELP["feature_window"]}),
                 "fidelity": FIDELITY_SOCKET,
             },
         }  # fmt: skip
@@ -72,7 +74,7 @@ class CodeFormerRestoreVideo:
         self, frames: torch.Tensor, codeformer_model: host.CodeFormerModel, w: float, detector: str,
         detection_size: int, confidence: float, landmark_window: int, code_window: int, max_gap: int, tracks: str,
         flow: str = DEFAULTS.flow, code_margin: float = VIDEO_DEFAULTS.code_margin,
-        fidelity: FidelityControl | None = None,
+        feature_window: int = VIDEO_DEFAULTS.feature_window, fidelity: FidelityControl | None = None,
     ) -> tuple:  # fmt: skip
         control = fidelity or FidelityControl(fidelity=w)
         options = detection_options(
@@ -80,7 +82,7 @@ class CodeFormerRestoreVideo:
         )
         video = VideoOptions(
             landmark_window=landmark_window, code_window=code_window, code_margin=code_margin, max_gap=max_gap,
-            tracks=parse_indices(tracks) or None,
+            feature_window=feature_window, tracks=parse_indices(tracks) or None,
         )  # fmt: skip
         network = codeformer_model.network_on_device()
         progress = host.progress_callback()

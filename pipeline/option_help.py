@@ -63,6 +63,8 @@ VIDEO_HELP = {
     "code_margin": "with a code window above 1, the lead another code needs to replace the one a token had in "
     "the previous frame, as a log probability ratio (0.1: about 1.1 times as likely), so that near ties stop "
     "flipping from frame to frame; 0 takes the plain argmax",
+    "feature_window": "frames whose encoder features (what w blends back in) are averaged per face track: steadier "
+    "against sensor noise and compression, softer on fast changes such as blinks or speech; 1 for none",
     "max_gap": "frames a face may go undetected and still be filled in along its track",
     "tracks": "restore only these people: track ids, counted in the order they first appear",
 }

@@ -4,13 +4,15 @@ Restoring each frame on its own makes faces shimmer: the detector's landmarks ji
 pixel or so, the aligned crop moves with them, and half a grey level in a crop can flip
 codes. Here faces are tracked across frames (landmark distance; a scene cut ends every
 track), landmarks are smoothed along each track and short detector misses are filled by
-interpolation, and each face's codes are chosen from the transformer's logits averaged over
-a few frames of its track. Frames stream through: a file is held only ``latency`` frames
-ahead, whatever its length.
+interpolation, each face's codes are chosen from the transformer's logits averaged over
+a few frames of its track, and the encoder features that the fidelity ``w`` blends back in
+are averaged over a few frames of the track too (in the aligned crops, where the face stands
+still), so noise that differs from frame to frame does not reach the output. Frames stream
+through: a file is held only ``latency`` frames ahead, whatever its length.
 
 Windows are centred (no lag on smooth motion) unless ``causal`` is set for live streams:
 then landmarks follow an exponential average (a lag of (window - 1) / 2 frames on steady
-motion) and logits a trailing average, with no look-ahead and no gap filling.
+motion) and logits and features a trailing average, with no look-ahead and no gap filling.
 """
 
 from __future__ import annotations
@@ -82,15 +84,15 @@ def restore_video(
     decoder's (a single (H, W, C) array is refused, not read as H frames); errors name the frame
     by its number. Each result holds one image (``result.images_like(frame)`` gives it in the
     frame's kind), and its faces carry their ``track_id``. Frames without faces come back
-    unchanged. With ``code_window`` above 1 the model must be a CodeFormer (it is split at its
-    codes).
+    unchanged. With ``code_window`` or ``feature_window`` above 1 the model must be a CodeFormer
+    (it is split at its codes).
     """
     video = video or VideoOptions()
     options = options or RestoreOptions()
-    if video.code_window > 1 and not isinstance(model, SplitNetwork):
+    if video.splits_network and not isinstance(model, SplitNetwork):
         raise TypeError(
-            f"averaging codes over frames needs a CodeFormer (with encode and decode); {type(model).__name__} has "
-            "neither: use code_window=1"
+            f"averaging codes or features over frames needs a CodeFormer (with encode and decode); "
+            f"{type(model).__name__} has neither: use code_window=1 and feature_window=1"
         )
     if isinstance(frames, (torch.Tensor, np.ndarray)) and frames.ndim != 4:
         raise InputError(
@@ -165,7 +167,8 @@ class _Stream:
         while self.emitted < self.placed and (final or self.placed - 1 - self.emitted >= self.video.code_lookahead):
             yield self._restore(self._frame(self.emitted))
             self.emitted += 1
-        keep = max(self.video.landmark_window, self.video.code_window, self.video.max_gap + 1)
+        video = self.video
+        keep = max(video.landmark_window, video.code_window, video.feature_window, video.max_gap + 1)
         while self.frames and self.frames[0].index < self.emitted - keep:
             self.frames.popleft()
 
@@ -215,7 +218,7 @@ class _Stream:
         frame.rgb = None  # cropped: the uint8 copy is no longer needed
         if frame.faces and (self.paste is None or self.paste.parser is None) and self.options.uses_parse_mask:
             self.paste = PasteSettings.of(self.options, device_of(self.model))  # the parser, before the network
-        if self.video.code_window > 1 and frame.faces:
+        if self.video.splits_network and frame.faces:
             self._encode(frame)
 
     def _placed_faces(self, frame: _Frame) -> dict[int, Detection]:
@@ -300,7 +303,7 @@ class _Stream:
         if not frame.faces:
             restored = torch.zeros((0, FACE_SIZE, FACE_SIZE, 3))
             self.previous_codes = {}
-        elif self.video.code_window == 1:
+        elif not self.video.splits_network:
             restored = run_network(self.model, frame.crops, [face.fidelity for face in frame.faces], self.options)
         else:
             codes = self._codes(frame)
@@ -310,13 +313,17 @@ class _Stream:
             with torch.inference_mode():
                 for number, encoded in enumerate(frame.encoded):
                     rows = slice(number * self.chunk, (number + 1) * self.chunk)
-                    out = self.model.decode(encoded, codes[rows].to(encoded.logits.device), fidelities[rows], adain)
+                    features = self._steady_features(frame, number, encoded)
+                    out = self.model.decode(features, codes[rows].to(encoded.logits.device), fidelities[rows], adain)
                     outputs.append(as_restored_crops(out, rows.start, len(frame.faces)))
             restored = torch.cat(outputs)
         if self.paste is None:  # no face yet, or no parse mask: nothing to load
             self.paste = PasteSettings.of(self.options, device_of(self.model), faces=False)
         result = paste_faces([frame.picture], frame.faces, restored, self.paste)
-        frame.picture, frame.encoded, frame.crops = None, None, None  # only the small per-face data stays
+        frame.picture, frame.crops = None, None  # only the small per-face data stays, and the features ...
+        behind = self.video.feature_window - 1
+        if frame.index - behind in self._held():  # ... while a later frame's window may still reach them
+            self._frame(frame.index - behind).encoded = None
         return result
 
     def _codes(self, frame: _Frame) -> torch.Tensor:
@@ -334,19 +341,51 @@ class _Stream:
         return torch.stack(chosen)
 
     def _averaged_logits(self, tid: int, index: int) -> torch.Tensor:
-        """Mean logits of the track over frames around ``index`` (centred and symmetric, or trailing)."""
-        logits = [self._frame(index).logits[tid]]
-        half = self.video.code_window // 2
-        steps = range(1, self.video.code_window) if self.video.causal else range(1, half + 1)
-        for step in steps:
-            around = [index - step] if self.video.causal else [index - step, index + step]
-            found = [self._logits_at(tid, i) for i in around]
-            if any(item is None for item in found):
-                break
-            logits += found
-        return torch.stack(logits).mean(dim=0)
+        """Mean logits of the track over frames around ``index``."""
+        window = self._track_window(tid, index, self.video.code_window)
+        return torch.stack([self._frame(i).logits[tid] for i in window]).mean(dim=0)
 
-    def _logits_at(self, tid: int, index: int) -> torch.Tensor | None:
-        if index not in self._held() or index >= self.placed:
-            return None
-        return self._frame(index).logits.get(tid)
+    def _track_window(self, tid: int, index: int, size: int) -> list[int]:
+        """Frames of the track averaged for ``index``: ``size`` of them, centred, and shifted inwards where the
+        track starts or ends (a cut, a face gone; in the aligned crops a shift moves no face, so the first
+        frames of a shot get the full window and stay as steady as the rest); trailing when causal."""
+        if self.video.causal:
+            window = [index]
+            while len(window) < size and self._encoded_at(tid, window[-1] - 1):
+                window.append(window[-1] - 1)
+            return window
+        first, last = index, index
+        while first > index - size + 1 and self._encoded_at(tid, first - 1):
+            first -= 1
+        while last < index + size - 1 and self._encoded_at(tid, last + 1):
+            last += 1
+        start = max(first, min(index - size // 2, last - size + 1))
+        return list(range(start, min(start + size, last + 1)))
+
+    def _encoded_at(self, tid: int, index: int) -> bool:
+        return index in self._held() and index < self.placed and tid in self._frame(index).logits
+
+    # --- and the fusion input, averaged along each track ----------------------------------------------
+
+    def _steady_features(self, frame: _Frame, number: int, encoded: Encoded) -> Encoded:
+        """Chunk ``number``'s encoder features, each face's averaged over its track's window (the aligned
+        crops hold the face still, so the mean keeps its shape and drops noise that changes every frame)."""
+        faces = frame.faces[number * self.chunk : (number + 1) * self.chunk]
+        windows = [self._track_window(face.track_id, frame.index, self.video.feature_window) for face in faces]
+        if all(len(window) == 1 for window in windows):
+            return encoded  # exactly a single image's features
+        sizes = list(encoded.skips)
+        averaged: dict[str | int, list[torch.Tensor]] = {key: [] for key in ["lq_feat", *sizes]}
+        for face, window in zip(faces, windows, strict=True):
+            features = [self._features(self._frame(i), face.track_id) for i in window]
+            for key in averaged:
+                averaged[key].append(torch.stack([feature[key] for feature in features]).mean(dim=0))
+        skips = {size: torch.stack(averaged[size]) for size in sizes}
+        return Encoded(lq_feat=torch.stack(averaged["lq_feat"]), skips=skips, logits=encoded.logits)
+
+    def _features(self, frame: _Frame, tid: int) -> dict[str | int, torch.Tensor]:
+        """One face's encoder output and skip features (by size) in ``frame``."""
+        row = next(row for row, face in enumerate(frame.faces) if face.track_id == tid)
+        encoded = frame.encoded[row // self.chunk]
+        within = row % self.chunk
+        return {"lq_feat": encoded.lq_feat[within], **{size: skip[within] for size, skip in encoded.skips.items()}}

@@ -21,6 +21,11 @@ class VideoOptions:
             previous frame unless another code's averaged logit beats it by more than this (a log
             probability ratio: 0.1 asks for about 10% more likely); 0 takes the plain argmax. Near
             ties then stop flipping from frame to frame.
+        feature_window: frames whose encoder features are averaged per track (1: none): the
+            features the fidelity ``w`` blends into the decoder (the CFT fusion input) and the
+            AdaIN statistics, taken in the aligned crops. Sensor noise and compression then stop
+            reaching the output frame by frame (steadier), at the cost of detail that changes
+            faster than the window (a blink, a word: softer).
         max_gap: frames a track may go unseen and still be filled in (centred mode).
         track_memory: frames a track may go unseen and still be resumed, with the same id,
             by a face reappearing where it was (gaps longer than ``max_gap`` are not filled).
@@ -36,6 +41,7 @@ class VideoOptions:
     landmark_window: int = 5
     code_window: int = 5
     code_margin: float = 0.1
+    feature_window: int = 5
     max_gap: int = 4
     track_memory: int = 30
     causal: bool = False
@@ -47,6 +53,7 @@ class VideoOptions:
         check_whole("landmark_window", self.landmark_window, 1, "frame", allow_none=False)
         check_whole("code_window", self.code_window, 1, "frame", allow_none=False)
         check_size("code_margin", self.code_margin, "logits")
+        check_whole("feature_window", self.feature_window, 1, "frame", allow_none=False)
         check_whole("max_gap", self.max_gap, 0, "frames", allow_none=False)
         check_whole("track_memory", self.track_memory, 0, "frames", allow_none=False)
         if self.max_gap > self.track_memory:
@@ -65,12 +72,18 @@ class VideoOptions:
             object.__setattr__(self, "tracks", tuple(self.tracks))  # hashable, as a frozen option should be
 
     @property
+    def splits_network(self) -> bool:
+        """Whether faces go through the network split at its codes (``encode``, then ``decode``)."""
+        return self.code_window > 1 or self.feature_window > 1
+
+    @property
     def landmark_lookahead(self) -> int:
         return 0 if self.causal else max(self.landmark_window // 2, self.max_gap)
 
     @property
     def code_lookahead(self) -> int:
-        return 0 if self.causal else self.code_window // 2
+        """Frames placed ahead of the one restored: a whole window less one (windows shift inwards at a track's end)."""
+        return 0 if self.causal else max(self.code_window, self.feature_window) - 1
 
     @property
     def latency(self) -> int:

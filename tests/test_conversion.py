@@ -140,7 +140,7 @@ def test_a_sweep_gives_each_input_its_own_kind(rgb, options):
 
 def test_video_frames_as_pil_images(rgb, options):
     frames = [Image.fromarray(np.roll(rgb, dx, axis=1)) for dx in (0, 2)]
-    video = VideoOptions(landmark_window=1, code_window=1, max_gap=0)
+    video = VideoOptions(landmark_window=1, code_window=1, feature_window=1, max_gap=0)
     results = list(restore_video(frames, RecordingNetwork(), options, video))
     assert [len(result.faces) for result in results] == [4, 4]
     restored = [result.images_like(frame) for result, frame in zip(results, frames, strict=True)]

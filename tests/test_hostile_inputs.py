@@ -39,6 +39,7 @@ class NoFaces:
     [
         ("landmark_window", NAN), ("landmark_window", 1.5), ("landmark_window", True), ("landmark_window", "3"),
         ("code_window", INF), ("code_window", 2.0), ("code_window", None), ("code_margin", INF),
+        ("feature_window", 2.0), ("feature_window", None), ("feature_window", 0),
         ("code_margin", "0.1"), ("max_gap", 1.5), ("max_gap", None), ("track_memory", NAN), ("track_memory", INF),
         ("causal", "yes"), ("causal", 1), ("cut_threshold", True), ("cut_threshold", 0), ("match_distance", NAN),
         ("match_distance", INF), ("match_distance", 0), ("tracks", [0.5]), ("tracks", 5), ("tracks", [1, 1]),
@@ -174,7 +175,7 @@ def test_crops_are_checked_before_they_are_pasted(found, crops, message):
         paste_faces([picture], result.faces, crops(result.restored_crops), options)
 
 
-FRAME_BY_FRAME = VideoOptions(landmark_window=1, code_window=1, max_gap=0)
+FRAME_BY_FRAME = VideoOptions(landmark_window=1, code_window=1, feature_window=1, max_gap=0)
 
 
 @pytest.mark.parametrize("frames", [torch.rand(225, 400, 3), np.zeros((64, 48, 3), np.uint8), torch.rand(5)])

@@ -201,7 +201,17 @@ def test_video_node_keeps_the_frame_count_and_reports_tracks(comfy, photo, stand
 
     frames = torch.stack([photo, photo.roll(1, dims=1), photo, torch.zeros_like(photo)])
     restored, faces_json, tracks = CodeFormerRestoreVideo().restore(
-        frames, stand_in_model, 0.5, DETECTOR, 640, 0.97, landmark_window=3, code_window=1, max_gap=0, tracks="1, 2"
+        frames,
+        stand_in_model,
+        0.5,
+        DETECTOR,
+        640,
+        0.97,
+        landmark_window=3,
+        code_window=1,
+        max_gap=0,
+        tracks="1, 2",
+        feature_window=1,
     )
     assert restored.shape == frames.shape and tracks == 2
     assert torch.equal(restored[3], frames[3]), "a frame without faces comes back unchanged"
@@ -242,6 +252,7 @@ def test_video_node_takes_code_margin_and_defaults_it_for_older_workflows(comfy,
     inputs = {"w": 0.5, "detector": DETECTOR, "detection_size": 640, "confidence": 0.97, "landmark_window": 3,
               "code_window": 5, "max_gap": 0, "tracks": ""}  # fmt: skip
     frames = torch.zeros(0, 64, 64, 3)
-    video.CodeFormerRestoreVideo().restore(frames, stand_in_model, **inputs, code_margin=0.4)
+    video.CodeFormerRestoreVideo().restore(frames, stand_in_model, **inputs, code_margin=0.4, feature_window=3)
     video.CodeFormerRestoreVideo().restore(frames, stand_in_model, **inputs)
     assert [clip.code_margin for clip in given] == [0.4, video.VideoOptions().code_margin]
+    assert [clip.feature_window for clip in given] == [3, video.VideoOptions().feature_window]

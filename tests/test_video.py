@@ -10,13 +10,14 @@ import torch
 from PIL import Image
 
 from codeformer_nodes import RestoreOptions, restore_faces
+from codeformer_nodes.pipeline.errors import OptionError
 from codeformer_nodes.pipeline.video import VideoOptions, restore_video
 
 from .conftest import TESTDATA
 from .test_pipeline import RecordingNetwork, small_codeformer
 
 DETECTOR = "retinaface_mobile0.25"
-FRAME_BY_FRAME = VideoOptions(landmark_window=1, code_window=1, max_gap=0)
+FRAME_BY_FRAME = VideoOptions(landmark_window=1, code_window=1, feature_window=1, max_gap=0)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,7 @@ def test_a_face_that_leaves_and_comes_back_keeps_its_id_and_short_gaps_are_fille
     four = photo("group_four.png")
     leaving = restore_faces([four], RecordingNetwork(), options).faces[0]
     frames = [four] * 3 + [hide(four, leaving.box)] * 6 + [four] * 3 + [hide(four, leaving.box)] * 2 + [four] * 2
-    results = list(restore_video(frames, RecordingNetwork(), options, VideoOptions(code_window=1)))
+    results = list(restore_video(frames, RecordingNetwork(), options, VideoOptions(code_window=1, feature_window=1)))
     counts = [len(result.faces) for result in results]
     assert counts == [4] * 3 + [3] * 6 + [4] * 3 + [4] * 2 + [4] * 2, "a 2-frame miss is filled, 6 frames are not"
     assert all(sorted(f.track_id for f in r.faces) == [0, 1, 2, 3] for i, r in enumerate(results) if counts[i] == 4)
@@ -87,10 +88,11 @@ def test_frames_without_faces_come_back_unchanged_and_the_clip_streams(options):
             pulled.append(index)
             yield blank
 
-    stream = restore_video(frames(), RecordingNetwork(), options, VideoOptions(code_window=1))
+    unsplit = VideoOptions(code_window=1, feature_window=1)
+    stream = restore_video(frames(), RecordingNetwork(), options, unsplit)
     for emitted, result in enumerate(stream):
         assert torch.equal(result.images[0], torch.from_numpy(blank / np.float32(255)))
-        assert len(pulled) - emitted <= VideoOptions(code_window=1).latency + 1, "frames are not hoarded"
+        assert len(pulled) - emitted <= unsplit.latency + 1, "frames are not hoarded"
     assert emitted == 11
 
 
@@ -101,11 +103,12 @@ def test_logits_are_averaged_along_a_track(options):
     network = small_codeformer()
     clip = [four, shifted(four, 1), four]
     one_face = RestoreOptions(detector=options.detector, weights_dir=options.weights_dir, face_selection=[0])
-    steady = list(restore_video(clip, network, one_face, VideoOptions(landmark_window=1, code_window=3, max_gap=0)))
-    alone = list(restore_video(clip, network, one_face, FRAME_BY_FRAME))
+    codes_only = VideoOptions(landmark_window=1, code_window=3, feature_window=1, max_gap=0)
+    steady = list(restore_video(clip, network, one_face, codes_only))
     assert [len(r.faces) for r in steady] == [1, 1, 1]
-    # the ends of a clip average over what they have: the first frame over itself only
-    assert torch.equal(steady[0].images[0], alone[0].images[0])
+    # the window shifts inwards at the clip's ends: every frame takes the three frames' mean, so the first and the
+    # last (the same crop) come out the same
+    assert torch.equal(steady[0].images[0], steady[2].images[0])
 
 
 class CodeSpy(torch.nn.Module):
@@ -129,17 +132,18 @@ def test_a_track_keeps_its_codes_on_near_ties(options):
     """With a margin, a token keeps last frame's code unless another's averaged logit leads by more than the
     margin; without one, each frame takes the argmax of its window's mean logits."""
     four = photo("group_four.png").astype(np.float32)
-    noise = np.random.default_rng(0).normal(0, 12, (4, *four.shape))
+    noise = np.random.default_rng(0).normal(0, 12, (5, *four.shape))
     clip = [np.clip(four + n, 0, 255).astype(np.uint8) for n in noise]  # the grain of a film: codes move
     one_face = RestoreOptions(detector=options.detector, weights_dir=options.weights_dir, face_selection=[0])
     window = {"landmark_window": 1, "code_window": 3, "max_gap": 0}
     plain = CodeSpy(small_codeformer())
     list(restore_video(clip, plain, one_face, VideoOptions(code_margin=0, **window)))
     logits = torch.stack(plain.logits)
-    expected = [logits[max(t - 1, 0) : t + 2].mean(dim=0).argmax(dim=-1) for t in range(len(clip))]
-    expected[0], expected[-1] = logits[0].argmax(dim=-1), logits[-1].argmax(dim=-1)  # ends: symmetric windows
+    starts = [0, 0, 1, 2, 2]  # three frames, centred but shifted inside the clip at its ends
+    expected = [logits[start : start + 3].mean(dim=0).argmax(dim=-1) for start in starts]
     assert all(torch.equal(codes, want) for codes, want in zip(plain.codes, expected, strict=True))
-    assert any(not torch.equal(codes, plain.codes[0]) for codes in plain.codes), "the clip should move some codes"
+    alone = logits.argmax(dim=-1)
+    assert any(not torch.equal(codes, alone[0]) for codes in alone), "the clip should move some codes frame by frame"
     sticky = CodeSpy(small_codeformer())
     list(restore_video(clip, sticky, one_face, VideoOptions(code_margin=1e9, **window)))
     assert all(torch.equal(codes, sticky.codes[0]) for codes in sticky.codes)
@@ -147,11 +151,64 @@ def test_a_track_keeps_its_codes_on_near_ties(options):
         VideoOptions(code_margin=-1)
 
 
+class FeatureSpy(torch.nn.Module):
+    """Stands in for a split CodeFormer: every feature of a face is its crop's mean; records, per call, what the
+    encoder saw and what the decoder was given to fuse."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+        self.seen: list[list[float]] = []
+        self.fused: list[list[float]] = []
+
+    def encode(self, x):
+        from codeformer_nodes.codeformer_arch import Encoded
+
+        means = x.mean(dim=(1, 2, 3), dtype=torch.float64)
+        self.seen.append(means.tolist())
+        feature = means[:, None, None, None]
+        return Encoded(
+            lq_feat=feature.expand(-1, 1, 16, 16), skips={32: feature.expand(-1, 1, 32, 32)},
+            logits=torch.zeros(x.shape[0], 256, 4),
+        )  # fmt: skip
+
+    def decode(self, encoded, codes, w, adain):
+        self.fused.append(encoded.skips[32][:, 0, 0, 0].tolist())
+        assert torch.equal(encoded.lq_feat[:, 0, 0, 0], encoded.skips[32][:, 0, 0, 0]), "one window for both"
+        return torch.zeros(codes.shape[0], 3, 512, 512)
+
+
+def test_features_are_averaged_along_a_track_and_not_across_a_cut(options):
+    """The fusion input of each face is its features' mean over a centred window of its track, shifted inwards where
+    the track starts or ends (here at a cut), and exactly its own with feature_window 1."""
+    four, small = photo("group_four.png"), photo("group_small.jpg")
+    other = np.array(Image.fromarray(small).resize(four.shape[1::-1]))
+    brighter = [0, 6, 2, 9, 4]  # levels: each frame's features differ, and not along a line
+    clip = [np.clip(four.astype(int) + level, 0, 255).astype(np.uint8) for level in brighter]
+    clip += [np.clip(other.astype(int) + level, 0, 255).astype(np.uint8) for level in brighter]
+    window = {"landmark_window": 1, "code_window": 1, "max_gap": 0}
+    whole_frames = dataclasses.replace(options, chunk_size=8)  # one encode and one decode a frame
+    spy = FeatureSpy()
+    list(restore_video(clip, spy, whole_frames, VideoOptions(feature_window=3, **window)))
+    seen = np.array(spy.seen[:5]), np.array(spy.seen[5:])  # each shot: (frames, faces), faces in a steady order
+    for shot, fused in zip(seen, (spy.fused[:5], spy.fused[5:]), strict=True):
+        starts = [0, 0, 1, 2, 2]  # three frames each, centred but inside the shot
+        np.testing.assert_allclose(fused, [shot[start : start + 3].mean(axis=0) for start in starts], rtol=1e-12)
+    alone = FeatureSpy()
+    list(restore_video(clip, alone, whole_frames, VideoOptions(feature_window=1, code_window=3, max_gap=0)))
+    assert alone.fused == alone.seen, "feature_window 1: each frame's own features"
+
+
 def test_video_options_are_checked():
     with pytest.raises(ValueError, match="max_gap <= track_memory"):
         VideoOptions(max_gap=10, track_memory=5)
     with pytest.raises(TypeError, match="needs a CodeFormer"):
         list(restore_video([np.zeros((8, 8, 3), np.uint8)], RecordingNetwork(), RestoreOptions()))
+    with pytest.raises(TypeError, match="feature_window=1"):
+        only_features = VideoOptions(code_window=1, feature_window=3)
+        list(restore_video([np.zeros((8, 8, 3), np.uint8)], RecordingNetwork(), RestoreOptions(), only_features))
+    with pytest.raises(OptionError, match="feature_window must be a whole number of at least 1"):
+        VideoOptions(feature_window=0)
 
 
 def write_clip(path, frames: list[np.ndarray], fps: int = 25, audio_seconds: float = 0.5) -> None:
