@@ -6,7 +6,7 @@ and OpenCV load on first use.
 
 from __future__ import annotations
 
-from ._lazy import lazy_exports
+from typing import Any
 
 __version__ = "0.1.0"
 # ComfyUI serves this folder as /extensions/<pack>/: the docs panel reads docs/<NodeName>.md there.
@@ -40,4 +40,11 @@ _LAZY_EXPORTS = {
 __all__ = [*_LAZY_EXPORTS]
 
 
-__getattr__ = lazy_exports(__name__, _LAZY_EXPORTS)
+# Resolved here rather than through ``_lazy``: pytest imports this file alone (no parent package) when the
+# clone's folder name is not a Python name (``codeformer-nodes``), so it may hold no relative import.
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY_EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_LAZY_EXPORTS[name], __name__), name)
