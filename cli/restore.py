@@ -25,7 +25,7 @@ from ..models.files import atomic_destination
 from ..models.official import OFFICIAL_CHECKPOINTS
 from ..models.upsamplers import DEFAULT_TILE, REALESRGAN_X2PLUS
 from ..pipeline.detection import DETECTORS
-from ..pipeline.flows import FLOW_NAMES
+from ..pipeline.flows import FLOW_CONFIDENCES, FLOW_NAMES
 from ..pipeline.option_help import RESTORE_HELP
 from ..pipeline.options import FACE_SELECTIONS, MAX_UPSCALE, FidelityRamp, RestoreOptions
 from . import ray, video
@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     faces.add_argument(
         "--confidence",
         type=float,
-        help=RESTORE_HELP["confidence"] + " (default: the flow's, codeformer 0.8, facexlib 0.97)",
+        help=RESTORE_HELP["confidence"] + f" (default: the flow's, {FLOW_CONFIDENCES})",
     )
     faces.add_argument(
         "--face-selection",

@@ -10,7 +10,7 @@ import torch
 
 from ..pipeline import FaceInfo, FidelityRamp, RestoreOptions
 from ..pipeline.detection import DETECTORS
-from ..pipeline.flows import FLOW_NAMES, flow_named
+from ..pipeline.flows import FLOW_CONFIDENCES, FLOW_NAMES
 from ..pipeline.geometry import FACE_SIZE
 from ..pipeline.option_help import RESTORE_HELP
 from ..pipeline.options import MIN_CONFIDENCE
@@ -19,7 +19,6 @@ CATEGORY = "image/restoration/CodeFormer"
 # The library's defaults, which every widget starts from.
 DEFAULTS = RestoreOptions()
 DEFAULT_RAMP = FidelityRamp.default()
-FLOW_CONFIDENCES = ", ".join(f"{name} {flow_named(name).confidence}" for name in FLOW_NAMES)
 # The sockets every restoring node takes.
 MODEL_SOCKET = (
     "CODEFORMER_MODEL",

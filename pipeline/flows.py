@@ -101,6 +101,10 @@ def flow_named(name: str) -> Flow:
     return FLOWS[name]
 
 
+# Each flow's own detector confidence, as the node tooltip and --help say it: "codeformer 0.8, facexlib 0.97".
+FLOW_CONFIDENCES = ", ".join(f"{name} {flow_named(name).confidence}" for name in FLOW_NAMES)
+
+
 def working_scale(height: int, width: int, flow: Flow) -> float:
     """How much the flow enlarges an image before detection (1: not at all). Beyond the official
     flow, a long side is not enlarged past MAX_ENLARGED_LONG_SIDE (a 1x20000 strip would need
