@@ -11,7 +11,7 @@ import torch
 from ..models.auxiliary import DETECTOR_WEIGHTS, PARSENET_WEIGHTS, search_folders
 from ..models.downloads import FETCH_COMMAND, MIRROR_VARIABLE, PinnedFile, locate, user_cache_dir
 from ..models.errors import WeightsFileError
-from ..models.official import OFFICIAL_NAMES
+from ..models.official import FACE_RESTORER_NAMES
 from ..models.upsamplers import REALESRGAN_X2PLUS
 from ..pipeline import RestoreOptions
 from ..pipeline.upsampling import load_upsampler
@@ -21,8 +21,8 @@ def missing_weights(model: str, options: RestoreOptions, upsampler: str | None, 
     """Every file of the official releases this run needs, found or fetched before anything loads; where
     some can be had neither way, one message naming them all and the one command that fetches them."""
     needed: list[tuple[PinnedFile, list[Path]]] = []
-    if model in OFFICIAL_NAMES and not Path(model).exists():
-        needed.append((OFFICIAL_NAMES[model], [user_cache_dir()]))
+    if model in FACE_RESTORER_NAMES and not Path(model).exists():
+        needed.append((FACE_RESTORER_NAMES[model], [user_cache_dir()]))
     helpers = search_folders(weights_dir)
     if not options.has_aligned and isinstance(options.detector, str):
         needed.append((DETECTOR_WEIGHTS[options.detector].file, helpers))

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..models import CodeFormerWeightsError, load_codeformer
+from ..models import CodeFormerWeightsError, load_face_restorer
 from ..models.checkpoint import RESTORATION
 from ..models.official import OFFICIAL_CHECKPOINTS
 from ..pipeline import RestoreOptions
@@ -42,7 +42,7 @@ class ModelSpec:
         weights: a local path (present on every node), an official bare name (fetched on
             each node when first needed) or a URI of any pyarrow filesystem (copied to each
             node's temporary folder once).
-        precision: as :func:`codeformer_nodes.load_codeformer` takes it.
+        precision: as :func:`codeformer_nodes.load_face_restorer` takes it.
         device: where the network runs; None: ``cuda`` on a worker given a GPU, else ``cpu``.
         factory: instead of ``weights``, a picklable callable building the network in the
             worker (stand-ins for tests and benchmarks).
@@ -125,7 +125,7 @@ class RestoreWorker:
             else:
                 device = spec.device or ("cuda" if ray.get_gpu_ids() else "cpu")
                 weights = local_weights(spec.weights or OFFICIAL_CHECKPOINTS[config.options.task or RESTORATION].name)
-                self.model = load_codeformer(weights, device=device, precision=spec.precision)
+                self.model = load_face_restorer(weights, device=device, precision=spec.precision)
             resolve_task(self.model, config.options)
         except (CodeFormerWeightsError, ValueError, OSError) as error:
             self.failure = str(error)

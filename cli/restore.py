@@ -51,8 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     weights = parser.add_argument_group("weights")
     weights.add_argument(
         "--model",
-        help="CodeFormer weights (.pth or .safetensors); default: the official "
-        "checkpoint of --task (codeformer.pth), fetched into the per-user cache when first needed",
+        help="face restorer weights (.pth or .safetensors): CodeFormer, or GFPGAN 1.2-1.4 or RestoreFormer "
+        "(recognised by their keys; these ignore -w and run on the torch backend); default: the official "
+        "checkpoint of --task (codeformer.pth), fetched into the per-user cache when first needed "
+        "(as is GFPGANv1.4.pth given by name)",
     )
     weights.add_argument(
         "--task",
@@ -290,17 +292,16 @@ def main(argv: list[str] | None = None) -> int:
     from ..batch.naming import expand_inputs
     from ..batch.report import ReportEntry, reported_run
     from ..batch.runner import run
-    from ..models import CodeFormerWeightsError, load_codeformer
-    from ..models.checkpoint import checked_task
+    from ..models import CodeFormerWeightsError, load_face_restorer
     from ..models.onnx_network import onnxruntime_network
-    from ..pipeline.tasks import network_adain
+    from ..pipeline.tasks import network_adain, resolve_task
 
     onnx = args.backend == "onnxruntime"
     print(f"codeformer-restore: loading {weights} on {device}", file=sys.stderr)
     try:
-        model = load_codeformer(weights, device=device, precision="fp32" if onnx and args.precision == "auto" else
-                                args.precision)  # fmt: skip
-        checked_task(model.description.task, model.description.source, options.task)  # before any image
+        model = load_face_restorer(weights, device=device, precision="fp32" if onnx and args.precision == "auto" else
+                                   args.precision)  # fmt: skip
+        resolve_task(model, options)  # a task the weights do not do is refused before any image
         options = with_upsampler(
             options, upsampler_source(args), background=args.bg_upsampler is not None, faces=args.face_upsample,
             tile=args.bg_tile, device=device, weights_dir=args.weights_dir,

@@ -27,6 +27,8 @@ _LAZY_EXPORTS = {
     "load_codeformer": ".loader",
     "load_face_restorer": ".loader",
     "FaceRestorer": ".loader",
+    "build_face_restorer": ".loader",
+    "precision_of": ".loader",
     "RestorerKind": ".restorers",
     "SpandrelFaceRestorer": ".restorers",
     "DeviceCapabilities": ".precision",

@@ -56,6 +56,11 @@ class LoadedCodeFormer(CodeFormer):
         super().__init__(description.config)
         self.description = description
 
+    @property
+    def task(self) -> str:
+        """What the checkpoint does, as every face restorer says it (``SpandrelFaceRestorer.task``)."""
+        return self.description.task
+
     def forward(self, x: Tensor, *args: Any, **kwargs: Any) -> tuple[Tensor, ...]:
         """CodeFormer's call, its arguments passed on as they are (their defaults stay in one place)."""
         with keep_freed_cpu_memory(x.device):
@@ -186,6 +191,11 @@ def _load(
 def _build_lock(key: CacheKey) -> threading.Lock:
     with _cache_lock:
         return _building.setdefault(key, threading.Lock())
+
+
+def precision_of(network: FaceRestorer) -> Precision:
+    """What ``network`` computes in as built: another family may run in other than the mode asked for."""
+    return Precision(next(network.parameters()).dtype, network.generator_dtype)
 
 
 def _runs_in(model: torch.nn.Module) -> RunsIn | None:

@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 
 from .choices import COLORIZATION, INPAINTING, RESTORATION
-from .downloads import PinnedFile, ProgressCallback, locate, user_cache_dir
+from .downloads import PinnedFile
 from .errors import UnsupportedModelError
 
 _RELEASE = "https://github.com/sczhou/CodeFormer/releases/download/v0.1.0"
@@ -63,15 +63,5 @@ GFPGAN_V1_4 = PinnedFile(
     "e2cd4703ab14f4d01fd1383a8a8b266f9a5833dacee8e6a79d3bf21a1b6be5ad",
     _check_gfpgan,
 )
-# What ``load_face_restorer`` fetches by bare name, besides the CodeFormer checkpoints.
+# What ``load_face_restorer`` and the loader node fetch by bare name, besides the CodeFormer checkpoints.
 FACE_RESTORER_NAMES = {**OFFICIAL_NAMES, GFPGAN_V1_4.name: GFPGAN_V1_4}
-
-
-def official_checkpoint(name: str, folders: list[Path] | None = None, progress: ProgressCallback | None = None) -> Path:
-    """The official checkpoint ``name`` (e.g. ``codeformer.pth``) from ``folders`` (default: the per-user
-    cache), fetched into the first of them when none has it."""
-    if name not in OFFICIAL_NAMES:
-        raise ValueError(
-            f"{name!r} is not an official CodeFormer checkpoint; choose one of {', '.join(OFFICIAL_NAMES)}"
-        )
-    return locate(OFFICIAL_NAMES[name], folders or [user_cache_dir()], progress)

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from .downloads import user_cache_dir
-from .loader import LoadedCodeFormer, ModelDescription
+from .loader import FaceRestorer, LoadedCodeFormer, ModelDescription
 from .onnx_export import (
     check_export,
     export_onnx,
@@ -51,8 +51,13 @@ class OnnxRuntimeNetwork(torch.nn.Module):
         return torch.from_numpy(out), torch.from_numpy(logits), None
 
 
-def onnxruntime_network(network: LoadedCodeFormer, adain: bool, cache: Path | None = None) -> OnnxRuntimeNetwork:
+def onnxruntime_network(network: FaceRestorer, adain: bool, cache: Path | None = None) -> OnnxRuntimeNetwork:
     """``network`` as an onnxruntime network: exported and checked on first use, then taken from ``cache``."""
+    if not isinstance(network, LoadedCodeFormer):
+        raise ValueError(
+            f"the onnxruntime backend runs CodeFormer's ONNX export only; {network.kind.architecture} "
+            f"({network.source}) runs on torch: use --backend torch"
+        )
     parameter = next(network.parameters())
     if parameter.device.type != "cpu" or parameter.dtype != torch.float32 or network.generator_dtype is not None:
         raise ValueError("the onnxruntime backend exports the float32 network on the CPU: use --device cpu and "

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor
 
+from .choices import RESTORATION
 from .cpu_memory import keep_freed_cpu_memory
 from .errors import StateDictMismatchError, UnsupportedModelError
 from .precision import FLOAT32, Precision
@@ -71,6 +72,7 @@ class SpandrelFaceRestorer(torch.nn.Module):
     """
 
     generator_dtype: ClassVar[torch.dtype | None] = None  # one dtype throughout: mixed modes are CodeFormer's
+    task: ClassVar[str] = RESTORATION  # these families publish no colorization or inpainting weights
 
     def __init__(self, network: torch.nn.Module, kind: RestorerKind, source: Path, sha256: str) -> None:
         super().__init__()

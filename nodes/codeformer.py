@@ -1,4 +1,4 @@
-"""ComfyUI nodes: thin adapters over ``load_codeformer``/``restore_faces``; no logic of their own.
+"""ComfyUI nodes: thin adapters over ``load_face_restorer``/``restore_faces``; no logic of their own.
 
 Images arrive as (B, H, W, C) float tensors in [0, 1] and masks as (B, H, W); both are
 only read. Node ids and input names are stable: saved workflows refer to them.
@@ -36,35 +36,38 @@ FACE_SELECTION_CHOICES = (*FACE_SELECTIONS, "indices")
 
 
 class CodeFormerModelLoader:
-    """Load CodeFormer weights from ``models/facerestore_models`` (any file name); the official
-    checkpoints are offered even before they are there, and fetched (checked) when chosen."""
+    """Load a face restorer from ``models/facerestore_models`` (any file name): CodeFormer, GFPGAN or
+    RestoreFormer, told apart by their keys; the official files are offered even before they are there,
+    and fetched (checked) when chosen. The node id stays: saved workflows refer to it."""
 
     CATEGORY = CATEGORY
     RETURN_TYPES = ("CODEFORMER_MODEL", "STRING")
     RETURN_NAMES = ("codeformer_model", "task")
     OUTPUT_TOOLTIPS = (
         "the loaded network, for the restore nodes",
-        "what the checkpoint does: restoration, colorization or inpainting",
+        "what the weights do: restoration, colorization or inpainting (GFPGAN and RestoreFormer: restoration)",
     )
     FUNCTION = "load"
     DESCRIPTION = (
-        "Loads CodeFormer weights (restoration, colorization or inpainting), recognised by their keys whatever "
-        "the file's name; an official checkpoint that is not there yet is downloaded and checked when chosen."
+        "Loads face restorer weights, recognised by their keys whatever the file's name: CodeFormer "
+        "(restoration, colorization or inpainting), GFPGAN 1.2-1.4 or RestoreFormer (these two ignore w); an "
+        "official file (CodeFormer's, GFPGANv1.4) that is not there yet is downloaded and checked when chosen."
     )
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
         files = (
             host.model_files(),
-            {"tooltip": "a weights file in models/facerestore_models (.pth or .safetensors, any name)"},
-        )
+            {"tooltip": "a weights file in models/facerestore_models (.pth or .safetensors, any name): CodeFormer, "
+                        "GFPGAN or RestoreFormer"},
+        )  # fmt: skip
         precision = (list(PRECISIONS), {"default": "auto", "tooltip": PRECISION_HELP})
         return {"required": {"model_name": files, "precision": precision}}
 
     def load(self, model_name: str, precision: str) -> tuple[host.CodeFormerModel, str]:
         model = host.load_managed_model(host.resolve_model_file(model_name), precision)
-        host.LOG.info("CodeFormer %s loaded from %s in %s", model.description.task, model_name, model.precision)
-        return (model, model.description.task)
+        host.LOG.info("%s %s loaded from %s in %s", model.kind.architecture, model.task, model_name, model.precision)
+        return (model, model.task)
 
 
 class CodeFormerFidelity:
@@ -307,7 +310,7 @@ NODE_CLASS_MAPPINGS = {
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
-    "CodeFormerModelLoader": "Load CodeFormer Model",
+    "CodeFormerModelLoader": "Load Face Restorer (CodeFormer, GFPGAN)",
     "CodeFormerFidelity": "CodeFormer Fidelity (CFT weight)",
     "CodeFormerRestoreFaces": "CodeFormer Restore Faces",
     "CodeFormerPasteFaces": "CodeFormer Paste Faces",

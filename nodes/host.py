@@ -13,9 +13,10 @@ from pathlib import Path
 
 import torch
 
-from ..models import ModelDescription, Precision, build_codeformer, choose_precision
+from ..models import Precision, RestorerKind, build_face_restorer, choose_precision, precision_of
 from ..models.checkpoint import WEIGHT_SUFFIXES
-from ..models.official import OFFICIAL_NAMES, official_checkpoint
+from ..models.downloads import locate
+from ..models.official import FACE_RESTORER_NAMES
 
 MODEL_FOLDER = "facerestore_models"
 # Where ComfyUI packs (facerestore_cf, ReActor) keep the face detector and parser weights.
@@ -25,10 +26,18 @@ LOG = logging.getLogger("codeformer_nodes")
 
 @dataclass(frozen=True)
 class CodeFormerModel:
-    """The CODEFORMER_MODEL socket: a network under ComfyUI's model management."""
+    """The CODEFORMER_MODEL socket: a face restorer (CodeFormer, GFPGAN, RestoreFormer) under ComfyUI's
+    model management. The socket keeps its name: saved workflows refer to it.
+
+    Attributes:
+        kind: the family and what it takes (only CodeFormer reads the fidelity w).
+        task: what the weights do: restoration, colorization or inpainting.
+        precision: what the network computes in.
+    """
 
     patcher: object  # comfy.model_patcher.ModelPatcher
-    description: ModelDescription
+    kind: RestorerKind
+    task: str
     precision: Precision
 
     def network_on_device(self) -> torch.nn.Module:
@@ -95,12 +104,13 @@ def register_model_folder() -> None:
 
 
 def model_files() -> list[str]:
-    """The weights in ``facerestore_models``, then the official checkpoints not there yet (fetched on use)."""
+    """The weights in ``facerestore_models``, then the official files not there yet (CodeFormer's
+    checkpoints and GFPGANv1.4, fetched on use)."""
     import folder_paths
 
     register_model_folder()
     present = folder_paths.get_filename_list(MODEL_FOLDER)
-    return [*present, *(name for name in OFFICIAL_NAMES if name not in present)]
+    return [*present, *(name for name in FACE_RESTORER_NAMES if name not in present)]
 
 
 def model_folders() -> list[str]:
@@ -122,14 +132,15 @@ def resolve_model_file(name: str) -> Path:
 
     register_model_folder()
     path = folder_paths.get_full_path(MODEL_FOLDER, name)
-    if path is None and name in OFFICIAL_NAMES:
+    if path is None and name in FACE_RESTORER_NAMES:
         folder = Path(model_folders()[0])
         LOG.info("CodeFormer: fetching %s into %s", name, folder)
-        return official_checkpoint(name, [folder], progress_bar())
+        return locate(FACE_RESTORER_NAMES[name], [folder], progress_bar())
     if path is None:
         raise FileNotFoundError(
-            f"CodeFormer weights {name!r} not found. Put codeformer.pth (from the official CodeFormer "
-            f"release) or a .safetensors copy in one of: {', '.join(model_folders())}, then refresh."
+            f"face restorer weights {name!r} not found. Put codeformer.pth (from the official CodeFormer "
+            f"release), a GFPGAN or RestoreFormer file, or a .safetensors copy in one of: "
+            f"{', '.join(model_folders())}, then refresh."
         )
     return Path(path)
 
@@ -139,12 +150,11 @@ def load_managed_model(path: Path, precision: str) -> CodeFormerModel:
     import comfy.model_patcher
 
     device = model_management.get_torch_device()
-    chosen = choose_precision(precision, device)
-    network = build_codeformer(path, chosen)
+    network = build_face_restorer(path, choose_precision(precision, device), precision)
     patcher = comfy.model_patcher.ModelPatcher(
         network, load_device=device, offload_device=model_management.unet_offload_device()
     )
-    return CodeFormerModel(patcher=patcher, description=network.description, precision=chosen)
+    return CodeFormerModel(patcher=patcher, kind=network.kind, task=network.task, precision=precision_of(network))
 
 
 def progress_bar() -> Callable[[int, int | None], None]:

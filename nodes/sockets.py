@@ -23,8 +23,8 @@ DEFAULT_RAMP = FidelityRamp.default()
 MODEL_SOCKET = (
     "CODEFORMER_MODEL",
     {
-        "tooltip": "the network from Load CodeFormer Model; its task (restoration, "
-        "colorization, inpainting) decides what the node does"
+        "tooltip": "the network from Load Face Restorer (CodeFormer, GFPGAN or RestoreFormer); its task "
+        "(restoration, colorization, inpainting) decides what the node does"
     },
 )
 FIDELITY_SOCKET = (

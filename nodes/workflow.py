@@ -8,7 +8,7 @@ from .sockets import DEFAULT_RAMP, DEFAULTS
 
 
 def export_workflow(options: RestoreOptions, model_name: str, precision: str, image_name: str) -> dict:
-    """LoadImage -> Load CodeFormer Model -> Fidelity -> Restore Faces -> SaveImage, as ``/prompt`` takes it."""
+    """LoadImage -> Load Face Restorer -> Fidelity -> Restore Faces -> SaveImage, as ``/prompt`` takes it."""
     ramp = options.fidelity if isinstance(options.fidelity, FidelityRamp) else None
     shown_ramp = ramp or DEFAULT_RAMP
     w = DEFAULTS.fidelity if ramp else float(options.fidelity)

@@ -15,7 +15,8 @@ RESTORE_HELP = {
     "(and facerestore_cf), facexlib as GFPGAN and AUTOMATIC1111 (facexlib's helper); it decides how faces are "
     "found and aligned, how small and grey images are handled and how faces are pasted",
     "fidelity": "w, in [0, 1]: 0 favours quality (faces rebuilt from the codebook: sharp, but they may drift "
-    "from the person), 1 fidelity to the input (identity kept, and more of the damage)",
+    "from the person), 1 fidelity to the input (identity kept, and more of the damage); CodeFormer's alone: "
+    "GFPGAN and RestoreFormer have no such input and ignore it",
     "ramp": "fidelity by face size instead of one w: the small w up to the small size, rising linearly to the "
     "large w at the large size (small faces hold little detail worth keeping, so they usually want a lower w)",
     "sweep": "several w values, one output per image for each, from a single detection: to compare them side by side",

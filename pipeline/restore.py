@@ -37,6 +37,7 @@ from .tasks import (
     aligned_inpaint_masks,
     inpaint_crop_masks,
     resolve_task,
+    takes_fidelity,
     task_fidelity,
     white_crop_pixels,
     with_colour,
@@ -125,6 +126,11 @@ def sweep_fidelity(
     pictures, options = _prepare(images, model, options, overrides)
     if options.task != RESTORATION:
         raise ValueError("a fidelity sweep needs a restoration checkpoint: colorization and inpainting fix w")
+    if not takes_fidelity(model):
+        raise ValueError(
+            f"a fidelity sweep varies CodeFormer's w, which {model.kind.architecture} does not take (every w would "
+            "give the same faces); restore once, or load a CodeFormer checkpoint"
+        )
     if options.has_aligned:
         runs = [_restore_aligned(pictures, model, dataclasses.replace(options, fidelity=w), on_chunk) for w in values]
     else:

@@ -14,6 +14,7 @@ import torch
 
 from ..models import ModelDescription
 from ..models.checkpoint import COLORIZATION, INPAINTING, RESTORATION, checked_task
+from ..models.restorers import RestorerKind, SpandrelFaceRestorer
 from .geometry import FACE_SIZE
 from .images import normalise
 from .options import RestoreOptions
@@ -30,8 +31,31 @@ class DescribedNetwork(Protocol):
     description: ModelDescription
 
 
+@runtime_checkable
+class KindedNetwork(Protocol):
+    """A network that says which family it is and what that takes (every loaded face restorer)."""
+
+    kind: RestorerKind
+
+
+def takes_fidelity(model: object) -> bool:
+    """Whether ``model`` reads the fidelity ``w``: CodeFormer (and a network that does not say) does."""
+    return not isinstance(model, KindedNetwork) or model.kind.accepts_fidelity
+
+
 def resolve_task(model: object, options: RestoreOptions) -> str:
-    """The task to run: the one asked for, which must match the checkpoint's when it is known."""
+    """The task to run: the one asked for, which must match the checkpoint's when it is known.
+
+    GFPGAN and RestoreFormer only restore: asking them to colorize or inpaint is refused, not
+    run as a restoration that looks like a failed colorization.
+    """
+    if isinstance(model, SpandrelFaceRestorer):
+        if options.task not in (None, model.task):
+            raise ValueError(
+                f"{model.source} holds a {model.kind.architecture} face restorer, which does {model.task} only; "
+                f"task {options.task!r} needs CodeFormer's {options.task} checkpoint: load that, or drop the task"
+            )
+        return model.task
     description = model.description if isinstance(model, DescribedNetwork) else None
     if description is not None:
         return checked_task(description.task, description.source, options.task)

@@ -41,7 +41,7 @@ from .options import RestoreOptions
 from .paste import PasteSettings, paste_faces
 from .restore import with_upsamplers
 from .results import FaceInfo, RestoreResult
-from .tasks import resolve_task, task_adain, task_fidelity
+from .tasks import resolve_task, takes_fidelity, task_adain, task_fidelity
 from .tracking import Tracker, thumbnail
 from .video_options import VideoOptions
 
@@ -85,10 +85,13 @@ def restore_video(
     by its number. Each result holds one image (``result.images_like(frame)`` gives it in the
     frame's kind), and its faces carry their ``track_id``. Frames without faces come back
     unchanged. With ``code_window`` or ``feature_window`` above 1 the model must be a CodeFormer
-    (it is split at its codes).
+    (it is split at its codes); other face restorers (GFPGAN, RestoreFormer) restore each frame's
+    faces on their own, placed by the steadied landmarks, and ignore those two windows.
     """
     video = video or VideoOptions()
     options = options or RestoreOptions()
+    if video.splits_network and not takes_fidelity(model):  # GFPGAN, RestoreFormer: no codes or features to steady
+        video = dataclasses.replace(video, code_window=1, feature_window=1)
     if video.splits_network and not isinstance(model, SplitNetwork):
         raise TypeError(
             f"averaging codes or features over frames needs a CodeFormer (with encode and decode); "

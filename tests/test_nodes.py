@@ -13,6 +13,7 @@ import torch
 
 from codeformer_nodes.models import Precision, WeightsFileError
 from codeformer_nodes.models.downloads import MIRROR_VARIABLE
+from codeformer_nodes.models.restorers import CODEFORMER_KIND
 from codeformer_nodes.nodes import host
 from codeformer_nodes.nodes.codeformer import (
     CodeFormerFidelity,
@@ -62,7 +63,8 @@ def stand_in_model():
     network = InvertingNetwork()
     return host.CodeFormerModel(
         patcher=comfy.model_patcher.ModelPatcher(network, torch.device("cpu"), torch.device("cpu")),
-        description=None,
+        kind=CODEFORMER_KIND,
+        task="restoration",
         precision=Precision(),
     )
 
@@ -79,7 +81,7 @@ def restore_inputs(**changes) -> dict:
 def test_loader_registers_folder_lists_files_and_loads_by_keys(comfy, tmp_path, recipe_checkpoint, monkeypatch):
     import folder_paths
 
-    official = ["codeformer.pth", "codeformer_colorization.pth", "codeformer_inpainting.pth"]
+    official = ["codeformer.pth", "codeformer_colorization.pth", "codeformer_inpainting.pth", "GFPGANv1.4.pth"]
     folder_paths.folder_names_and_paths["facerestore_models"] = (["/elsewhere/theirs"], {".onnx"})
     assert CodeFormerModelLoader.INPUT_TYPES()["required"]["model_name"][0] == official, "offered while absent"
     paths, extensions = folder_paths.folder_names_and_paths["facerestore_models"]
@@ -95,7 +97,8 @@ def test_loader_registers_folder_lists_files_and_loads_by_keys(comfy, tmp_path, 
     (folder / "codeformer-v0.1.0.pth").symlink_to(recipe_checkpoint)
     assert CodeFormerModelLoader.INPUT_TYPES()["required"]["model_name"][0] == ["codeformer-v0.1.0.pth", *official]
     model, task = CodeFormerModelLoader().load("codeformer-v0.1.0.pth", "auto")
-    assert task == model.description.task == "restoration" and model.precision.keeps_codes
+    assert task == model.task == "restoration" and model.precision.keeps_codes
+    assert model.kind.architecture == "CodeFormer" and model.kind.accepts_fidelity
     with pytest.raises(ValueError, match="fp16 is for CUDA"):
         CodeFormerModelLoader().load("codeformer-v0.1.0.pth", "fp16")
 

@@ -16,6 +16,7 @@ from PIL import Image
 
 from benchmarks.scenes import crowd_rgb
 from codeformer_nodes import RestoreOptions, restore_faces
+from codeformer_nodes.models.restorers import CODEFORMER_KIND
 from codeformer_nodes.nodes.codeformer import CodeFormerRestoreFaces
 from codeformer_nodes.nodes.segs import CodeFormerFacesToSEGS, CodeFormerRestoreSEGS
 from codeformer_nodes.pipeline.segs import restore_segs
@@ -65,7 +66,7 @@ def stand_in_model():
 
     network = InvertingNetwork()
     patcher = comfy.model_patcher.ModelPatcher(network, torch.device("cpu"), torch.device("cpu"))
-    return host.CodeFormerModel(patcher=patcher, description=None, precision=Precision())
+    return host.CodeFormerModel(patcher=patcher, kind=CODEFORMER_KIND, task="restoration", precision=Precision())
 
 
 def as_image(rgb: np.ndarray) -> torch.Tensor:
