@@ -17,6 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "example_workflows"
 MODEL_FILE = "codeformer.pth"
+GFPGAN_FILE = "GFPGANv1.4.pth"
 IMAGE_FILE = "example.png"
 
 # Widget names and output types of the ComfyUI core nodes the examples use.
@@ -40,6 +41,11 @@ CORE_NODES = {
         "linked_widgets": {"fps": ("FLOAT", 30.0)},
     },
     "SaveVideo": {"widgets": ["filename_prefix", "format", "codec"], "outputs": [], "inputs": {"video": "VIDEO"}},
+    "ImageStitch": {  # image2 is optional in ComfyUI; the example connects it
+        "widgets": ["direction", "match_image_size", "spacing_width", "spacing_color"],
+        "outputs": [("IMAGE", "IMAGE")],
+        "inputs": {"image1": "IMAGE", "image2": "IMAGE"},
+    },
 }
 VIDEO_FILE = "example.mp4"
 
@@ -132,6 +138,19 @@ WORKFLOWS = {
             "class_type": "SaveVideo",
             "inputs": {"video": ["5", 0], "filename_prefix": "codeformer_video", "format": "auto", "codec": "auto"},
         },
+    },
+    "codeformer_gfpgan_side_by_side": {  # GFPGAN in its own flow (GFPGANer's: facexlib, parsed paste), w unused
+        "1": load_image(),
+        "2": loader(),
+        "5": loader(GFPGAN_FILE),
+        "3": restore(),
+        "6": restore(codeformer_model=["5", 0], flow="facexlib", parse_mask=True),
+        "7": {
+            "class_type": "ImageStitch",
+            "inputs": {"image1": ["3", 0], "image2": ["6", 0], "direction": "right", "match_image_size": True,
+                       "spacing_width": 8, "spacing_color": "white"},
+        },
+        "4": save(["7", 0], "codeformer_left_gfpgan_right"),
     },
     "codeformer_colorize": {
         "1": load_image(),

@@ -98,7 +98,7 @@ def test_segs_restore_with_another_family(stand_in_gfpgan, comfy_models):
 # --- real (random) GFPGAN weights through the loader node and the command line ---
 
 
-def test_loader_node_loads_gfpgan_and_the_restore_node_ignores_w(gfpgan_weights, comfy_models):  # noqa: F811
+def test_loader_node_loads_gfpgan_and_the_restore_node_ignores_w_and_batches(gfpgan_weights, comfy_models):  # noqa: F811
     from codeformer_nodes.nodes.codeformer import CodeFormerModelLoader, CodeFormerRestoreFaces
 
     folder = comfy_models / "facerestore_models"
@@ -108,19 +108,22 @@ def test_loader_node_loads_gfpgan_and_the_restore_node_ignores_w(gfpgan_weights,
     model, task = CodeFormerModelLoader().load("my-gfpgan.pth", "auto")
     assert task == "restoration" and model.kind.architecture == "GFPGAN" and not model.kind.accepts_fidelity
     image = torch.from_numpy(photo() / np.float32(255))[None]
-    inputs = restore_inputs(flow="facexlib", face_selection="center", parse_mask=True, w=0.0)
+    two_faces = {"face_selection": "indices", "face_indices": "0,1"}
+    inputs = restore_inputs(flow="facexlib", parse_mask=True, w=0.0, chunk_size=8, **two_faces)  # one batch of 2
     node_image, *_, count = CodeFormerRestoreFaces().restore(image, model, **inputs)
     try:
-        library = restore_faces(
+        one_by_one = restore_faces(
             image,
             model.network_on_device(),
             RestoreOptions(flow="facexlib", detector=DETECTOR, weights_dir=comfy_models / "facedetection",
-                           face_selection="center", parse_mask=True, fidelity=1.0),
+                           face_selection=(0, 1), parse_mask=True, fidelity=1.0, chunk_size=1),
         )  # fmt: skip
     finally:
         clear_model_cache()
-    assert count == 1
-    assert torch.equal(node_image[0], library.images[0]), "w 0 in the node and w 1 in the library: the same faces"
+    assert count == 2
+    difference = (node_image[0] - one_by_one.images[0]).abs()
+    print(f"batched against one by one: max {float(difference.max()) * 255:.2f} levels")
+    assert float(difference.max()) <= 1.01 / 255, "w 0 batched in the node, w 1 one by one: the same faces"
     assert not torch.equal(node_image, image)
 
 
