@@ -34,8 +34,9 @@ JS_GRAPH_LABELS = """() => window.app.graph.nodes.map(node => ({
 
 JS_LOAD_PLAIN = "async ([data, name]) => await window.app.loadGraphData(data, true, true, name)"
 
+# Half a view at a time: cards load as they come into view, and a jump to the bottom skips the middle rows.
 JS_SCROLL_DIALOG = """() => document.querySelectorAll('.p-dialog *').forEach(
-  e => { if (e.scrollHeight > e.clientHeight + 10) e.scrollTop = e.scrollHeight; })"""
+  e => { if (e.scrollHeight > e.clientHeight + 10) e.scrollTop += e.clientHeight / 2; })"""
 
 JS_SCROLL_DIALOG_TOP = "() => document.querySelectorAll('.p-dialog *').forEach(e => { e.scrollTop = 0; })"
 
@@ -122,7 +123,7 @@ def check_docs_panel(page, nodes: dict[str, str], shots: str | None) -> str:
         page.evaluate("() => window.app.extensionManager.command.execute('Workspace.ToggleSidebarTab.node-library')")
         search.wait_for(state="visible", timeout=10_000)
     for node_class, display_name in nodes.items():
-        search.fill(display_name)
+        search.fill(display_name.split(" (")[0])  # the library's search finds no name by its parenthesis
         page.wait_for_timeout(1200)
         leaf = page.locator(".p-tree-node-label", has=page.locator(".tree-leaf")).filter(has_text=display_name).first
         leaf.hover()
