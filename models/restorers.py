@@ -56,6 +56,16 @@ SPANDREL_KINDS = {
 
 # Keys every GFPGAN 1.2-1.4 file holds (spandrel recognises GFPGAN by them).
 GFPGAN_KEYS = ("toRGB.0.weight", "stylegan_decoder.style_mlp.1.weight")
+# Keys every RestoreFormer (and RestoreFormer++) network holds, in GFPGAN's release layout (RestoreFormer.pth).
+RESTOREFORMER_KEYS = (
+    "quantize.embedding.weight",
+    "encoder.conv_in.weight",
+    "quant_conv.weight",
+    "decoder.conv_out.weight",
+)
+# The original RestoreFormer and RestoreFormer++ checkpoints (PyTorch Lightning, under "state_dict") hold the
+# network under this attribute, beside training-only modules; their own inference strips it and loads non-strictly.
+TRAINING_WRAPPER_PREFIX = "vqvae."
 
 # What the pipeline's common call passes as w and adain to a network without a fidelity input: never read.
 IgnoredFidelity = Tensor | float | None
@@ -102,6 +112,7 @@ def build_spandrel_restorer(
 ) -> SpandrelFaceRestorer:
     """A face restorer from a state dict spandrel recognises as one (purpose FaceSR), in eval mode on the CPU."""
     spandrel = _import_spandrel()
+    state_dict = restoreformer_network(state_dict, path)
     try:
         descriptor = spandrel.ModelLoader().load_from_state_dict(state_dict)
     except spandrel.UnsupportedModelError as error:
@@ -114,7 +125,8 @@ def build_spandrel_restorer(
     except RuntimeError as error:  # recognised by its keys, but load_state_dict found others missing or mis-shaped
         raise StateDictMismatchError(
             f"{path} has keys spandrel recognises, but does not fit that network "
-            f"({str(error).strip().splitlines()[0]}); of GFPGAN, only 1.2-1.4 (the clean architecture) loads."
+            f"({str(error).strip().splitlines()[0]}); of GFPGAN, only 1.2-1.4 (the clean architecture) loads, "
+            "of RestoreFormer, the first (RestoreFormer.pth)."
         ) from error
     architecture = descriptor.architecture.id
     if descriptor.purpose != "FaceSR":
@@ -130,6 +142,42 @@ def build_spandrel_restorer(
     kind = SPANDREL_KINDS[architecture]
     network = descriptor.model.to(restorer_precision(kind, precision).dtype)
     return SpandrelFaceRestorer(network, kind, path, sha256).requires_grad_(False).eval()
+
+
+def restoreformer_network(state_dict: StateDict, path: Path) -> StateDict:
+    """The state dict spandrel should see: an original RestoreFormer checkpoint's ``vqvae.`` network without
+    that prefix (its losses and discriminators dropped, as its own non-strict load ignores them), anything
+    else unchanged; RestoreFormer++ refused by name, since spandrel would build it as RestoreFormer and fail.
+    """
+    network = {
+        key.removeprefix(TRAINING_WRAPPER_PREFIX): value
+        for key, value in state_dict.items()
+        if key.startswith(TRAINING_WRAPPER_PREFIX)
+    }
+    if not all(key in network for key in RESTOREFORMER_KEYS):
+        network = state_dict
+    if not all(key in network for key in RESTOREFORMER_KEYS):
+        return state_dict
+    attending = _decoder_attention_levels(network)
+    if len(attending) > 1:
+        levels = ", ".join(f"decoder.up.{level}.attn" for level in attending)
+        raise UnsupportedModelError(
+            f"{path} is a RestoreFormer++ model (its decoder attends at {len(attending)} scales: {levels}), which "
+            "spandrel does not build (it knows RestoreFormer, whose decoder attends at one), so its official "
+            "inference is not reproduced here; use RestoreFormer.pth or GFPGANv1.4.pth"
+        )
+    return network
+
+
+def _decoder_attention_levels(network: StateDict) -> list[str]:
+    """The decoder levels with attention blocks (``decoder.up.<level>.attn.*``): RestoreFormer's decoder attends
+    to the encoder at one scale (16x16), RestoreFormer++'s at several."""
+    levels = set()
+    for key in network:
+        parts = key.split(".")
+        if parts[:2] == ["decoder", "up"] and parts[3:4] == ["attn"]:
+            levels.add(parts[2])
+    return sorted(levels)
 
 
 def _import_spandrel() -> Any:
