@@ -25,8 +25,9 @@ from codeformer_nodes import (
     load_face_restorer,
     restore_faces,
 )
-from codeformer_nodes.models import Precision, SpandrelFaceRestorer, clear_model_cache
-from codeformer_nodes.models.restorers import RESTOREFORMER_KEYS, SPANDREL_KINDS
+from codeformer_nodes.models import Precision, SpandrelFaceRestorer, choose_precision, clear_model_cache
+from codeformer_nodes.models.precision import DeviceCapabilities
+from codeformer_nodes.models.restorers import RESTOREFORMER_KEYS, SPANDREL_KINDS, restorer_precision
 
 from .conftest import TESTDATA
 
@@ -90,12 +91,65 @@ def test_gfpgan_is_recognised_by_keys_takes_no_fidelity_and_is_cached(gfpgan_wei
         assert restorer.source == gfpgan_weights.resolve() and len(restorer.sha256) == 64
         assert not restorer.training and all(not p.requires_grad for p in restorer.parameters())
         assert load_face_restorer(str(gfpgan_weights), precision="fp32") is restorer
-        with pytest.raises(ValueError, match="GFPGAN runs in fp32 only"):
+        with pytest.raises(ValueError, match=r"GFPGAN \(.*any-name.pth\) does not run in float64: it is not measured"):
             load_face_restorer(gfpgan_weights, precision=Precision(torch.float64))
         with pytest.raises(UnsupportedModelError, match="looks like a GFPGAN model"):
             load_codeformer(gfpgan_weights)  # the CodeFormer loader is unchanged: it names what the file is
     finally:
         clear_model_cache()
+
+
+def test_gfpgan_builds_whole_in_bfloat16_and_is_refused_in_float16(gfpgan_weights):
+    try:
+        restorer = load_face_restorer(gfpgan_weights, precision=Precision(torch.bfloat16))
+        assert {tensor.dtype for tensor in restorer.state_dict().values()} == {torch.bfloat16}  # noise included
+        with pytest.raises(
+            ValueError, match=r"GFPGAN \(.*any-name.pth\) does not run in fp16: .*issue #50.*use auto, fp32, bf16"
+        ):
+            load_face_restorer(gfpgan_weights, precision=Precision(torch.float16))
+    finally:
+        clear_model_cache()
+
+
+NATIVE_BFLOAT16 = DeviceCapabilities("cuda", cuda_capability=(8, 0))
+EMULATED_BFLOAT16 = DeviceCapabilities("cpu")
+# What each name means on a GPU that computes bfloat16 natively (choose_precision refuses fp16 on a CPU).
+NATIVE_BFLOAT16_PRECISIONS = {
+    name: choose_precision(name, torch.device("cuda"), NATIVE_BFLOAT16)
+    for name in ("fp16", "bf16", "mixed-bf16", "mixed-fp16")
+}
+
+
+@pytest.mark.parametrize(
+    ("architecture", "asked", "capabilities", "runs_in"),
+    [
+        ("GFPGAN", "auto", NATIVE_BFLOAT16, torch.bfloat16),  # bf16 kept 50 dB: auto takes it where it is fast
+        ("GFPGAN", "auto", EMULATED_BFLOAT16, torch.float32),
+        ("GFPGAN", "bf16", NATIVE_BFLOAT16, torch.bfloat16),
+        ("GFPGAN", "fp32", NATIVE_BFLOAT16, torch.float32),
+        ("RestoreFormer", "auto", NATIVE_BFLOAT16, torch.float32),  # no half mode keeps 40 dB
+    ],
+)
+def test_each_family_runs_in_a_half_mode_only_where_it_keeps_40_db(architecture, asked, capabilities, runs_in):
+    device = torch.device(capabilities.device_type)
+    on_device = choose_precision(asked, device, capabilities)
+    assert restorer_precision(SPANDREL_KINDS[architecture], asked, on_device) == Precision(runs_in)
+
+
+@pytest.mark.parametrize(
+    ("architecture", "asked", "why"),
+    [
+        ("GFPGAN", "fp16", "trained GFPGAN weights give broken faces in float16"),
+        ("GFPGAN", "mixed-bf16", "the mixed modes keep CodeFormer's codes"),
+        ("RestoreFormer", "bf16", "kept only 34.7 dB"),
+        ("RestoreFormer", "fp16", "kept only 39.5 dB"),
+        ("RestoreFormer", "mixed-fp16", "the mixed modes keep CodeFormer's codes"),
+    ],
+)
+def test_the_other_modes_are_refused_with_the_reason(architecture, asked, why):
+    offered = "auto, fp32, bf16" if architecture == "GFPGAN" else "auto, fp32"
+    with pytest.raises(ValueError, match=f"^{architecture} .*{asked}.*: .*{why}.*; use {offered}$"):
+        restorer_precision(SPANDREL_KINDS[architecture], asked, NATIVE_BFLOAT16_PRECISIONS[asked])
 
 
 def test_a_codeformer_file_loads_as_load_codeformer_loads_it(recipe_checkpoint):
