@@ -128,13 +128,14 @@ def load_face_restorer(
 
     The family is recognised by the keys, read through the same safe reader, and shares
     :func:`load_codeformer`'s cache. The result's ``kind`` says what it takes: only CodeFormer
-    reads the fidelity ``w``. GFPGAN and RestoreFormer run in fp32 (``auto`` or ``fp32``), and
-    need spandrel (``pip install 'codeformer-nodes[upsample]'``).
+    reads the fidelity ``w``. GFPGAN and RestoreFormer run in the modes they keep >= 40 dB against fp32 in
+    (``restorers.HALF_MODES_MEASURED``): GFPGAN in fp32 or bf16 (``auto``: bf16 where the device computes it
+    natively), RestoreFormer in fp32 only; they need spandrel (``pip install 'codeformer-nodes[upsample]'``).
     """
 
     def runs_as_asked(cached: torch.nn.Module) -> bool:
         if isinstance(cached, SpandrelFaceRestorer):
-            restorer_precision(cached.kind, precision)  # refuses a mode the family does not run in
+            restorer_precision(cached.kind, precision, source=cached.source)  # refuses a mode the family lacks
         return True
 
     def build(resolved: Path, target: Precision) -> FaceRestorer:
@@ -220,11 +221,11 @@ def build_codeformer(path: Path, precision: Precision = FLOAT32) -> LoadedCodeFo
 
 def build_face_restorer(path: Path, precision: Precision, asked: str | Precision) -> FaceRestorer:
     """Read a weights file once and build the face restorer it holds on the CPU: CodeFormer in
-    ``precision``, another family in what it runs in for the ``asked`` precision."""
+    ``precision`` (what ``asked`` means on the device), another family in what it runs in for ``asked``."""
     state_dict = read_state_dict(path)
     if is_codeformer(state_dict):
         return codeformer_from_state_dict(state_dict, path, precision)
-    return build_spandrel_restorer(state_dict, path, file_sha256(path), asked)
+    return build_spandrel_restorer(state_dict, path, file_sha256(path), asked, precision)
 
 
 def codeformer_from_state_dict(state_dict: StateDict, path: Path, precision: Precision) -> LoadedCodeFormer:

@@ -2,8 +2,8 @@
 own inference restores them.
 
 The oracle is the published ``gfpgan`` package (``GFPGANer.enhance``), installed for the tests
-only (``scripts/setup.sh``), with random weights of GFPGANv1.4's shapes (no trained weights
-here). Its ``basicsr`` still imports ``torchvision.transforms.functional_tensor``, which
+only (``scripts/setup.sh``), with random weights of GFPGANv1.4's and RestoreFormer's shapes (no
+trained weights here). Its ``basicsr`` still imports ``torchvision.transforms.functional_tensor``, which
 torchvision 0.17 removed; the fixture points that name at ``torchvision.transforms.functional``
 (which holds the one function basicsr takes from it, ``rgb_to_grayscale``) for the test only.
 """
@@ -25,8 +25,9 @@ from codeformer_nodes import (
     load_face_restorer,
     restore_faces,
 )
-from codeformer_nodes.models import Precision, SpandrelFaceRestorer, clear_model_cache
-from codeformer_nodes.models.restorers import SPANDREL_KINDS
+from codeformer_nodes.models import Precision, SpandrelFaceRestorer, choose_precision, clear_model_cache
+from codeformer_nodes.models.precision import DeviceCapabilities
+from codeformer_nodes.models.restorers import RESTOREFORMER_KEYS, SPANDREL_KINDS, restorer_precision
 
 from .conftest import TESTDATA
 
@@ -65,6 +66,23 @@ def gfpgan_weights(gfpgan_package, tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def restoreformer_state_dict(gfpgan_package) -> dict[str, torch.Tensor]:
+    """Random weights of RestoreFormer's official shapes, as ``GFPGANer(arch="RestoreFormer")`` builds it."""
+    from gfpgan.archs.restoreformer_arch import RestoreFormer
+
+    torch.manual_seed(0)
+    return RestoreFormer().state_dict()
+
+
+@pytest.fixture(scope="module")
+def restoreformer_weights(restoreformer_state_dict, tmp_path_factory) -> Path:
+    """The random RestoreFormer in the layout of GFPGAN's release ``RestoreFormer.pth``: params_ema, no prefix."""
+    path = tmp_path_factory.mktemp("restoreformer") / "RestoreFormer.pth"
+    torch.save({"params_ema": restoreformer_state_dict}, path)
+    return path
+
+
 def test_gfpgan_is_recognised_by_keys_takes_no_fidelity_and_is_cached(gfpgan_weights):
     try:
         restorer = load_face_restorer(gfpgan_weights)
@@ -73,12 +91,65 @@ def test_gfpgan_is_recognised_by_keys_takes_no_fidelity_and_is_cached(gfpgan_wei
         assert restorer.source == gfpgan_weights.resolve() and len(restorer.sha256) == 64
         assert not restorer.training and all(not p.requires_grad for p in restorer.parameters())
         assert load_face_restorer(str(gfpgan_weights), precision="fp32") is restorer
-        with pytest.raises(ValueError, match="GFPGAN runs in fp32 only"):
+        with pytest.raises(ValueError, match=r"GFPGAN \(.*any-name.pth\) does not run in float64: it is not measured"):
             load_face_restorer(gfpgan_weights, precision=Precision(torch.float64))
         with pytest.raises(UnsupportedModelError, match="looks like a GFPGAN model"):
             load_codeformer(gfpgan_weights)  # the CodeFormer loader is unchanged: it names what the file is
     finally:
         clear_model_cache()
+
+
+def test_gfpgan_builds_whole_in_bfloat16_and_is_refused_in_float16(gfpgan_weights):
+    try:
+        restorer = load_face_restorer(gfpgan_weights, precision=Precision(torch.bfloat16))
+        assert {tensor.dtype for tensor in restorer.state_dict().values()} == {torch.bfloat16}  # noise included
+        with pytest.raises(
+            ValueError, match=r"GFPGAN \(.*any-name.pth\) does not run in fp16: .*issue #50.*use auto, fp32, bf16"
+        ):
+            load_face_restorer(gfpgan_weights, precision=Precision(torch.float16))
+    finally:
+        clear_model_cache()
+
+
+NATIVE_BFLOAT16 = DeviceCapabilities("cuda", cuda_capability=(8, 0))
+EMULATED_BFLOAT16 = DeviceCapabilities("cpu")
+# What each name means on a GPU that computes bfloat16 natively (choose_precision refuses fp16 on a CPU).
+NATIVE_BFLOAT16_PRECISIONS = {
+    name: choose_precision(name, torch.device("cuda"), NATIVE_BFLOAT16)
+    for name in ("fp16", "bf16", "mixed-bf16", "mixed-fp16")
+}
+
+
+@pytest.mark.parametrize(
+    ("architecture", "asked", "capabilities", "runs_in"),
+    [
+        ("GFPGAN", "auto", NATIVE_BFLOAT16, torch.bfloat16),  # bf16 kept 50 dB: auto takes it where it is fast
+        ("GFPGAN", "auto", EMULATED_BFLOAT16, torch.float32),
+        ("GFPGAN", "bf16", NATIVE_BFLOAT16, torch.bfloat16),
+        ("GFPGAN", "fp32", NATIVE_BFLOAT16, torch.float32),
+        ("RestoreFormer", "auto", NATIVE_BFLOAT16, torch.float32),  # no half mode keeps 40 dB
+    ],
+)
+def test_each_family_runs_in_a_half_mode_only_where_it_keeps_40_db(architecture, asked, capabilities, runs_in):
+    device = torch.device(capabilities.device_type)
+    on_device = choose_precision(asked, device, capabilities)
+    assert restorer_precision(SPANDREL_KINDS[architecture], asked, on_device) == Precision(runs_in)
+
+
+@pytest.mark.parametrize(
+    ("architecture", "asked", "why"),
+    [
+        ("GFPGAN", "fp16", "trained GFPGAN weights give broken faces in float16"),
+        ("GFPGAN", "mixed-bf16", "the mixed modes keep CodeFormer's codes"),
+        ("RestoreFormer", "bf16", "kept only 34.7 dB"),
+        ("RestoreFormer", "fp16", "kept only 39.5 dB"),
+        ("RestoreFormer", "mixed-fp16", "the mixed modes keep CodeFormer's codes"),
+    ],
+)
+def test_the_other_modes_are_refused_with_the_reason(architecture, asked, why):
+    offered = "auto, fp32, bf16" if architecture == "GFPGAN" else "auto, fp32"
+    with pytest.raises(ValueError, match=f"^{architecture} .*{asked}.*: .*{why}.*; use {offered}$"):
+        restorer_precision(SPANDREL_KINDS[architecture], asked, NATIVE_BFLOAT16_PRECISIONS[asked])
 
 
 def test_a_codeformer_file_loads_as_load_codeformer_loads_it(recipe_checkpoint):
@@ -88,6 +159,36 @@ def test_a_codeformer_file_loads_as_load_codeformer_loads_it(recipe_checkpoint):
         assert load_codeformer(recipe_checkpoint, precision="fp32") is restorer
     finally:
         clear_model_cache()
+
+
+def test_an_original_restoreformer_checkpoint_loads_as_gfpgans_release(
+    restoreformer_state_dict, restoreformer_weights, tmp_path
+):
+    """The original RestoreFormer checkpoints keep the network under ``vqvae.`` in a Lightning ``state_dict``,
+    beside training-only modules; they load as the same network as GFPGAN's release layout."""
+    original = tmp_path / "last.ckpt"
+    network = {f"vqvae.{key}": value for key, value in restoreformer_state_dict.items()}
+    training_only = {"loss.discriminator.main.0.weight": torch.ones(64, 3, 4, 4)}
+    torch.save({"epoch": 3, "global_step": 1200, "state_dict": {**network, **training_only}}, original)
+    try:
+        loaded = load_face_restorer(original)
+        assert loaded.kind.architecture == "RestoreFormer"
+        release = load_face_restorer(restoreformer_weights).state_dict()
+        assert loaded.state_dict().keys() == release.keys()
+        assert all(torch.equal(value, release[key]) for key, value in loaded.state_dict().items())
+    finally:
+        clear_model_cache()
+
+
+@pytest.mark.parametrize("prefix", ["", "vqvae."])
+def test_restoreformer_plus_plus_is_refused_by_name(tmp_path, prefix):
+    """RestoreFormer++ has RestoreFormer's keys, and attention in the decoder at a second scale (32x32);
+    spandrel builds only RestoreFormer's one-scale decoder, so the file is named, not half-loaded."""
+    keys = [*RESTOREFORMER_KEYS, "decoder.up.4.attn.0.q.weight", "decoder.up.5.attn.0.q.weight"]
+    path = tmp_path / "RestoreFormer++.ckpt"
+    torch.save({"state_dict": {prefix + key: torch.ones(4, 4) for key in keys}}, path)
+    with pytest.raises(UnsupportedModelError, match=r"RestoreFormer\+\+ model .*decoder.up.4.attn, decoder.up.5.attn"):
+        load_face_restorer(path)
 
 
 def test_gfpgan_v1_4_is_pinned_and_fetched_by_its_bare_name(tmp_path, monkeypatch):
@@ -139,7 +240,7 @@ def test_w_and_adain_are_never_passed_on(architecture):
     assert torch.allclose((out + 1) / 2 * 255, ((faces + 1) / 2 * 255).round(), atol=1e-4), "8-bit levels"
 
 
-# --- GFPGAN against GFPGANer.enhance ---
+# --- GFPGAN and RestoreFormer against GFPGANer.enhance ---
 
 
 def read_rgb(name: str) -> np.ndarray:
@@ -164,6 +265,23 @@ def test_gfpgan_restores_as_gfpganer_enhance(gfpgan_package, gfpgan_weights, hel
     mask. Two changes to the oracle, neither in what it computes: its helper gets the MobileNet
     detector (the only real one here), and its network the stored noise (``randomize_noise=False``),
     as ours runs it: with fresh noise on each call, no two official runs agree."""
+    compare_with_gfpganer(gfpgan_package, gfpgan_weights, "clean", helper_weights, photo, monkeypatch)
+
+
+def test_restoreformer_restores_as_gfpganer_enhance(gfpgan_package, restoreformer_weights, helper_weights, monkeypatch):
+    """RestoreFormer as GFPGAN's inference runs it (``GFPGANer(arch="RestoreFormer")``, which passes
+    ``return_rgb`` and ``weight`` that the network swallows unread); one face, upscale 1: each full
+    forward costs seconds here. The network has no noise: the oracle is changed only in its detector."""
+    compare_with_gfpganer(
+        gfpgan_package, restoreformer_weights, "RestoreFormer", helper_weights, "group_four.png", monkeypatch
+    )
+
+
+def compare_with_gfpganer(
+    gfpgan_package, weights: Path, arch: str, helper_weights: Path, photo: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Restore ``photo`` with ``GFPGANer(weights, arch=arch).enhance`` and with ``restore_faces``; both images
+    and the pasted faces must agree to >= 45 dB."""
     upscale, center_only, face_count = PHOTOS[photo]
     facexlib_helper = gfpgan_package.utils.FaceRestoreHelper
 
@@ -171,15 +289,16 @@ def test_gfpgan_restores_as_gfpganer_enhance(gfpgan_package, gfpgan_weights, hel
         return facexlib_helper(*args, **{**kwargs, "det_model": DETECTOR, "model_rootpath": str(helper_weights)})
 
     monkeypatch.setattr(gfpgan_package.utils, "FaceRestoreHelper", helper_with_our_detector)
-    oracle = gfpgan_package.utils.GFPGANer(str(gfpgan_weights), upscale=upscale, device=torch.device("cpu"))
-    oracle.gfpgan.register_forward_pre_hook(
-        lambda _, args, kwargs: (args, {**kwargs, "randomize_noise": False}), with_kwargs=True
-    )
+    oracle = gfpgan_package.utils.GFPGANer(str(weights), upscale=upscale, arch=arch, device=torch.device("cpu"))
+    if arch == "clean":
+        oracle.gfpgan.register_forward_pre_hook(
+            lambda _, args, kwargs: (args, {**kwargs, "randomize_noise": False}), with_kwargs=True
+        )
     rgb = read_rgb(photo)
     _, official_faces, expected_bgr = oracle.enhance(np.ascontiguousarray(rgb[..., ::-1]), only_center_face=center_only)
     expected = expected_bgr[..., ::-1].astype(np.float64)
     try:
-        restorer = load_face_restorer(gfpgan_weights)
+        restorer = load_face_restorer(weights)
         options = RestoreOptions(
             flow="facexlib", detector=DETECTOR, weights_dir=helper_weights, detection_size=None, parse_mask=True,
             upscale=upscale, face_selection="center" if center_only else "all",
@@ -192,6 +311,8 @@ def test_gfpgan_restores_as_gfpganer_enhance(gfpgan_package, gfpgan_weights, hel
     assert ours.shape == expected.shape
     pasted = result.masks[0].numpy() > 0
     overall, on_faces = psnr(ours, expected), psnr(ours[pasted], expected[pasted])
-    print(f"{photo}: {overall:.1f} dB overall, {on_faces:.1f} dB on faces ({pasted.mean():.1%} of the pixels)")
+    print(
+        f"{arch} on {photo}: {overall:.1f} dB overall, {on_faces:.1f} dB on faces ({pasted.mean():.1%} of the pixels)"
+    )
     assert pasted.mean() > 0.005, "the random parser must leave some face to compare"
     assert overall >= 45 and on_faces >= 45
