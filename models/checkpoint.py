@@ -46,7 +46,7 @@ FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # Keys that identify architectures users often confuse with CodeFormer, for the message.
 OTHER_ARCHITECTURES = {
     "GFPGAN": ("stylegan_decoder.style_mlp.1.weight", "conv_body_first.weight"),
-    "RestoreFormer": ("vqvae.encoder.conv_in.weight",),
+    "RestoreFormer": ("vqvae.encoder.conv_in.weight", "encoder.conv_in.weight"),  # original, GFPGAN's release
     "GPEN": ("generator.style.1.weight",),
     "ESRGAN / Real-ESRGAN": ("conv_first.weight", "body.0.rdb1.conv1.weight"),
     "ESRGAN (old layout)": ("model.0.weight", "model.1.sub.0.RDB1.conv1.0.weight"),
@@ -183,7 +183,8 @@ def recognise(state_dict: StateDict, path: Path) -> Recognised:
     if missing:
         raise UnsupportedModelError(
             f"{path} is not a CodeFormer checkpoint: {guess_architecture(state_dict)}; "
-            f"it lacks {', '.join(missing[:4])}. Pick a CodeFormer file (e.g. codeformer.pth)."
+            f"it lacks {', '.join(missing[:4])}. Pick a CodeFormer file (e.g. codeformer.pth), or load GFPGAN and "
+            "RestoreFormer with load_face_restorer (the loader node and --model take them)."
         )
     flat = [key for key in SHAPE_KEYS if state_dict[key].ndim != 2]
     fuse_levels = {key.split(".")[1] for key in state_dict if key.startswith("fuse_convs_dict.")}

@@ -109,6 +109,7 @@ def test_plain_pickles_with_code_are_refused_as_code_never_as_corrupt(tmp_path, 
     [
         (["conv_body_first.weight", "stylegan_decoder.style_mlp.1.weight"], "GFPGAN"),
         (["vqvae.encoder.conv_in.weight"], "RestoreFormer"),
+        (["encoder.conv_in.weight", "quant_conv.weight"], "RestoreFormer"),  # GFPGAN's release layout
         (["conv_first.weight", "body.0.rdb1.conv1.weight"], "ESRGAN"),
     ],
 )
@@ -118,6 +119,7 @@ def test_other_architectures_are_named(tmp_path, keys, architecture):
     with pytest.raises(UnsupportedModelError, match=architecture) as error:
         load_codeformer(path)
     assert str(path) in str(error.value) and "position_emb" in str(error.value)
+    assert "load_face_restorer" in str(error.value), "the way to load the other families is named"
 
 
 def mutate(weights: dict[str, torch.Tensor], kind: str) -> dict[str, torch.Tensor]:
