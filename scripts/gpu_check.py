@@ -14,7 +14,9 @@ recipe weights, the real MobileNet detector, the test photos; nothing is downloa
    of time outside the network, PSNR against the official output;
 4. detection and paste-back on the GPU against the CPU path (within 1 level, background bit-identical),
    and out-of-memory halving under a capped process memory;
-5. the basic and video example workflows in a real headless ComfyUI on the GPU, and its VRAM before
+5. GFPGAN and RestoreFormer (random weights of their shapes) in fp16 and bf16 against fp32, in the GPU's
+   own half arithmetic (a mode a family is offered in must keep >= 40 dB);
+6. the basic and video example workflows in a real headless ComfyUI on the GPU, and its VRAM before
    and after ``/free`` (``--comfy-dir``, or skipped with the reason).
 
 Every check is one line of one table, also written as JSON; a failure is a line, never a stop. A

@@ -20,7 +20,7 @@ from benchmarks.gpu_checks import MODES, CheckFailed, CheckSkipped
 from .conftest import TESTDATA
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.py"
-SECTIONS = ["tests", "precision", "pipeline vs official", "device paths", "comfyui"]
+SECTIONS = ["tests", "precision", "pipeline vs official", "device paths", "other families", "comfyui"]
 
 
 def gpu_check_module():
@@ -56,6 +56,7 @@ def test_smoke_run_fills_the_table_and_nothing_fails(tmp_path):
     by_check = {row["check"]: row for row in rows}
     assert re.match(r"skipped: smoke run; [1-9]\d*/\d+ tests collected", by_check["pytest -m cuda"]["status"])
     assert by_check["out-of-memory halving"]["status"] == "skipped: no CUDA"
+    assert by_check["GFPGAN, RestoreFormer half vs fp32"]["status"] == "skipped: no CUDA"
     assert by_check["VRAM around /free"]["status"].startswith("skipped: no ComfyUI checkout given")
     fp32 = by_check["fp32"]
     assert fp32["status"] == "ok" and fp32["values"]["ms/face b1"] > 0
