@@ -46,7 +46,7 @@ FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # Keys that identify architectures users often confuse with CodeFormer, for the message.
 OTHER_ARCHITECTURES = {
     "GFPGAN": ("stylegan_decoder.style_mlp.1.weight", "conv_body_first.weight"),
-    "RestoreFormer": ("vqvae.encoder.conv_in.weight", "encoder.conv_in.weight"),  # original, GFPGAN's release
+    "RestoreFormer": ("vqvae.encoder.conv_in.weight",),
     "GPEN": ("generator.style.1.weight",),
     "ESRGAN / Real-ESRGAN": ("conv_first.weight", "body.0.rdb1.conv1.weight"),
     "ESRGAN (old layout)": ("model.0.weight", "model.1.sub.0.RDB1.conv1.0.weight"),

@@ -109,7 +109,6 @@ def test_plain_pickles_with_code_are_refused_as_code_never_as_corrupt(tmp_path, 
     [
         (["conv_body_first.weight", "stylegan_decoder.style_mlp.1.weight"], "GFPGAN"),
         (["vqvae.encoder.conv_in.weight"], "RestoreFormer"),
-        (["encoder.conv_in.weight", "quant_conv.weight"], "RestoreFormer"),  # GFPGAN's release layout
         (["conv_first.weight", "body.0.rdb1.conv1.weight"], "ESRGAN"),
     ],
 )
