@@ -35,6 +35,7 @@ from .regions import boxes_per_image
 from .results import RestoreResult
 from .tasks import (
     aligned_inpaint_masks,
+    as_restored_by,
     inpaint_crop_masks,
     resolve_task,
     takes_fidelity,
@@ -100,6 +101,7 @@ def restore_faces(
     paste = PasteSettings.of(options, device_of(model), faces=bool(faces))  # weights read before the network runs
     restored = run_network(model, crops, [face.fidelity for face in faces], options, on_chunk, fill)
     result = paste_faces(pictures, faces, restored, paste)
+    result.faces = as_restored_by(model, result.faces)
     if options.return_crops:
         result.crops = crops_as_float(crops)
         result.restored_crops = restored.cpu()

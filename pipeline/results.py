@@ -21,7 +21,8 @@ class FaceInfo:
         score: the detector's confidence.
         landmarks: eyes, nose, mouth corners as (x, y) in input pixels.
         face_size: the larger side of the box.
-        fidelity: the w the face was restored with.
+        fidelity: the w the face was restored with; None where the network reads none (GFPGAN,
+            RestoreFormer), so that no report claims a w that changed nothing.
         affine: 2x3 transform from input pixels to the 512x512 aligned crop.
         grey: the image is grey, so the face was pasted back grey.
         detection_rank: the face's place in the detector's output for its image (0: the
@@ -36,7 +37,7 @@ class FaceInfo:
     score: float
     landmarks: tuple[tuple[float, float], ...]
     face_size: float
-    fidelity: float
+    fidelity: float | None
     affine: tuple[tuple[float, float, float], tuple[float, float, float]]
     grey: bool = False
     detection_rank: int = 0

@@ -7,6 +7,7 @@ pixels and keeping every other pixel of the face.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -41,6 +42,13 @@ class KindedNetwork(Protocol):
 def takes_fidelity(model: object) -> bool:
     """Whether ``model`` reads the fidelity ``w``: CodeFormer (and a network that does not say) does."""
     return not isinstance(model, KindedNetwork) or model.kind.accepts_fidelity
+
+
+def as_restored_by(model: object, faces: list[FaceInfo]) -> list[FaceInfo]:
+    """``faces`` as ``model`` restored them: without a fidelity where it reads none (GFPGAN, RestoreFormer)."""
+    if takes_fidelity(model):
+        return faces
+    return [dataclasses.replace(face, fidelity=None) for face in faces]
 
 
 def resolve_task(model: object, options: RestoreOptions) -> str:

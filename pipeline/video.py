@@ -41,7 +41,7 @@ from .options import RestoreOptions
 from .paste import PasteSettings, paste_faces
 from .restore import with_upsamplers
 from .results import FaceInfo, RestoreResult
-from .tasks import resolve_task, takes_fidelity, task_adain, task_fidelity
+from .tasks import as_restored_by, resolve_task, takes_fidelity, task_adain, task_fidelity
 from .tracking import Tracker, thumbnail
 from .video_options import VideoOptions
 
@@ -323,6 +323,7 @@ class _Stream:
         if self.paste is None:  # no face yet, or no parse mask: nothing to load
             self.paste = PasteSettings.of(self.options, device_of(self.model), faces=False)
         result = paste_faces([frame.picture], frame.faces, restored, self.paste)
+        result.faces = as_restored_by(self.model, result.faces)
         frame.picture, frame.crops = None, None  # only the small per-face data stays, and the features ...
         behind = self.video.feature_window - 1
         if frame.index - behind in self._held():  # ... while a later frame's window may still reach them

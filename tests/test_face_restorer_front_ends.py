@@ -8,6 +8,7 @@ pipeline reads); the front-end checks load random GFPGANv1.4-shaped weights (the
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +61,10 @@ def test_tasks_and_sweeps_a_family_cannot_do_are_refused_by_name(stand_in_gfpgan
         restore_faces([rgb], stand_in_gfpgan, RestoreOptions(task="colorization", detector=DETECTOR))
     with pytest.raises(ValueError, match="a fidelity sweep varies CodeFormer's w, which GFPGAN does not take"):
         sweep_fidelity([rgb], stand_in_gfpgan, [0.0, 1.0], options)
-    assert restore_faces([rgb], stand_in_gfpgan, options).faces, "restoration itself runs"
+    restored = restore_faces([rgb], stand_in_gfpgan, options)
+    assert restored.faces, "restoration itself runs"
+    assert all(face.fidelity is None for face in restored.faces), "no w is reported for a network that reads none"
+    assert all(face["fidelity"] is None for face in json.loads(restored.faces_json()))
     assert stand_in_gfpgan.network.calls and all(call == SPANDREL_KINDS["GFPGAN"].network_call
                                                  for call in stand_in_gfpgan.network.calls)  # fmt: skip
 
@@ -73,6 +77,7 @@ def test_video_restores_each_frame_with_the_default_windows(stand_in_gfpgan, opt
     assert defaults.splits_network, "the defaults average codes and features along a track"
     results = list(restore_video(frames, stand_in_gfpgan, options, defaults))
     assert [len(result.faces) for result in results] == [4, 4, 4]
+    assert all(face.fidelity is None for result in results for face in result.faces)
     assert sorted(face.track_id for face in results[-1].faces) == [0, 1, 2, 3]
     assert len(stand_in_gfpgan.network.calls) >= 3, "each frame's faces through the network itself"
 
@@ -149,6 +154,8 @@ def test_command_line_restores_with_gfpgan_and_refuses_what_it_cannot_do(
         assert main([*common, "-o", str(tmp_path / "out"), "-w", "0.9", "--report", "-"]) == 0
     finally:
         clear_model_cache()
+    (entry,) = json.loads(capsys.readouterr().out)["images"]
+    assert [face["fidelity"] for face in entry["faces"]] == [None], "the report claims no w GFPGAN did not read"
     restored = np.array(Image.open(tmp_path / "out" / "four.png"))  # upscaled 2x, as the official command
     height, width, _ = photo().shape
     assert restored.shape == (2 * height, 2 * width, 3)
