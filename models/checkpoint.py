@@ -76,12 +76,13 @@ DATA_PARALLEL_PREFIX = "module."
 Value = TypeVar("Value")
 
 
-def checked_task(checkpoint_task: str, source: object, asked: str | None) -> str:
-    """The task a run asked for (None: the checkpoint's), which must be the one ``source`` was trained for."""
+def checked_task(checkpoint_task: str, source: object, asked: str | None, architecture: str = "CodeFormer") -> str:
+    """The task a run asked for (None: the checkpoint's), which must be the one ``source`` was trained for.
+    Only CodeFormer publishes colorization and inpainting checkpoints; the other families restore."""
     if asked is not None and asked != checkpoint_task:
         raise ValueError(
-            f"{source} holds a CodeFormer {checkpoint_task} checkpoint, but task {asked!r} was asked for; load "
-            f"the {asked} checkpoint or drop the task setting"
+            f"{source} holds a {architecture} {checkpoint_task} checkpoint, but task {asked!r} was asked for; load "
+            f"CodeFormer's {asked} checkpoint or drop the task setting"
         )
     return checkpoint_task
 

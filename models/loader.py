@@ -58,8 +58,12 @@ class LoadedCodeFormer(CodeFormer):
 
     @property
     def task(self) -> str:
-        """What the checkpoint does, as every face restorer says it (``SpandrelFaceRestorer.task``)."""
+        """What the checkpoint does, as every face restorer says it (``restorers.LoadedRestorer``)."""
         return self.description.task
+
+    @property
+    def source(self) -> Path:
+        return self.description.source
 
     def forward(self, x: Tensor, *args: Any, **kwargs: Any) -> tuple[Tensor, ...]:
         """CodeFormer's call, its arguments passed on as they are (their defaults stay in one place)."""
@@ -78,8 +82,8 @@ class LoadedCodeFormer(CodeFormer):
 # (path, inode, size, mtime, ctime, device, precision): a file rewritten in place changes its
 # ctime even when its size and mtime are kept (ctime cannot be set back), so it is reloaded.
 CacheKey = tuple[str, int, int, int, int, str, Precision]
-# Where a cached network runs: (device, dtype, generator dtype), as it was handed out.
-RunsIn = tuple[torch.device, torch.dtype, torch.dtype | None]
+# Where a cached network runs, as it was handed out.
+RunsIn = tuple[torch.device, Precision]
 FaceRestorer = LoadedCodeFormer | SpandrelFaceRestorer
 Builder = Callable[[Path, Precision], torch.nn.Module]
 _cache: OrderedDict[CacheKey, tuple[torch.nn.Module, RunsIn]] = OrderedDict()
@@ -134,6 +138,8 @@ def load_face_restorer(
     """
 
     def runs_as_asked(cached: torch.nn.Module) -> bool:
+        # "auto" and "mixed-bf16" share a cache key where bfloat16 is native (both mean CodeFormer's mixed-bf16),
+        # and GFPGAN built for "auto" runs in bf16: a later "mixed-bf16" must still be refused, not handed it.
         if isinstance(cached, SpandrelFaceRestorer):
             restorer_precision(cached.kind, precision, source=cached.source)  # refuses a mode the family lacks
         return True
@@ -199,9 +205,9 @@ def precision_of(network: FaceRestorer) -> Precision:
     return Precision(next(network.parameters()).dtype, network.generator_dtype)
 
 
-def _runs_in(model: torch.nn.Module) -> RunsIn | None:
+def _runs_in(model: FaceRestorer) -> RunsIn | None:
     parameter = next(model.parameters(), None)
-    return None if parameter is None else (parameter.device, parameter.dtype, model.generator_dtype)
+    return None if parameter is None else (parameter.device, precision_of(model))
 
 
 def _cached(key: CacheKey) -> torch.nn.Module | None:

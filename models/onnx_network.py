@@ -13,6 +13,7 @@ Needs the ``onnx`` extra.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -28,6 +29,7 @@ from .onnx_export import (
     run_onnx,
 )
 from .onnx_interface import DEFAULT_CHECK_WEIGHTS
+from .restorers import CODEFORMER_KIND, RestorerKind
 
 
 class OnnxRuntimeNetwork(torch.nn.Module):
@@ -37,10 +39,20 @@ class OnnxRuntimeNetwork(torch.nn.Module):
     AdaIN is part of the exported graph: a call asking for the other setting is refused.
     """
 
+    kind: ClassVar[RestorerKind] = CODEFORMER_KIND
+
     def __init__(self, session, adain: bool, description: ModelDescription) -> None:  # noqa: ANN001 (session)
         super().__init__()
         self.session, self.adain, self.description = session, adain, description
         self.anchor = torch.nn.Parameter(torch.zeros(0), requires_grad=False)
+
+    @property
+    def task(self) -> str:
+        return self.description.task
+
+    @property
+    def source(self) -> Path:
+        return self.description.source
 
     def forward(self, x: Tensor, w: float | Tensor = 0, adain: bool = True) -> tuple[Tensor, Tensor, None]:
         if adain != self.adain:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -74,6 +74,17 @@ HALF_MODES_MEASURED = {
     ("RestoreFormer", "fp16"): "it kept only 39.5 dB against fp32 (the bar is 40 dB)",
 }
 WHOLE_NETWORK_MODES = {"bf16": Precision(torch.bfloat16), "fp16": Precision(torch.float16)}
+
+
+@runtime_checkable
+class LoadedRestorer(Protocol):
+    """What every loaded face restorer says of itself (``LoadedCodeFormer``, ``SpandrelFaceRestorer``, the
+    onnxruntime network): its family, what its weights do and the file they came from."""
+
+    kind: RestorerKind
+    task: str
+    source: Path
+
 
 CODEFORMER_KIND = RestorerKind("CodeFormer", accepts_fidelity=True)
 # By spandrel architecture id. GFPGAN: no intermediate RGB outputs (as GFPGANer asks), stored noise.

@@ -8,14 +8,12 @@ pixels and keeping every other pixel of the face.
 from __future__ import annotations
 
 import dataclasses
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
-from ..models import ModelDescription
 from ..models.checkpoint import COLORIZATION, INPAINTING, RESTORATION, checked_task
-from ..models.restorers import RestorerKind, SpandrelFaceRestorer
+from ..models.restorers import LoadedRestorer
 from .geometry import FACE_SIZE
 from .images import normalise
 from .options import RestoreOptions
@@ -25,23 +23,9 @@ from .results import FaceInfo
 TASK_CALLS = {COLORIZATION: (0.0, True), INPAINTING: (1.0, False)}
 
 
-@runtime_checkable
-class DescribedNetwork(Protocol):
-    """A network that knows which checkpoint it was built from (``LoadedCodeFormer`` is one)."""
-
-    description: ModelDescription
-
-
-@runtime_checkable
-class KindedNetwork(Protocol):
-    """A network that says which family it is and what that takes (every loaded face restorer)."""
-
-    kind: RestorerKind
-
-
 def takes_fidelity(model: object) -> bool:
     """Whether ``model`` reads the fidelity ``w``: CodeFormer (and a network that does not say) does."""
-    return not isinstance(model, KindedNetwork) or model.kind.accepts_fidelity
+    return not isinstance(model, LoadedRestorer) or model.kind.accepts_fidelity
 
 
 def as_restored_by(model: object, faces: list[FaceInfo]) -> list[FaceInfo]:
@@ -52,21 +36,11 @@ def as_restored_by(model: object, faces: list[FaceInfo]) -> list[FaceInfo]:
 
 
 def resolve_task(model: object, options: RestoreOptions) -> str:
-    """The task to run: the one asked for, which must match the checkpoint's when it is known.
-
-    GFPGAN and RestoreFormer only restore: asking them to colorize or inpaint is refused, not
-    run as a restoration that looks like a failed colorization.
-    """
-    if isinstance(model, SpandrelFaceRestorer):
-        if options.task not in (None, model.task):
-            raise ValueError(
-                f"{model.source} holds a {model.kind.architecture} face restorer, which does {model.task} only; "
-                f"task {options.task!r} needs CodeFormer's {options.task} checkpoint: load that, or drop the task"
-            )
-        return model.task
-    description = model.description if isinstance(model, DescribedNetwork) else None
-    if description is not None:
-        return checked_task(description.task, description.source, options.task)
+    """The task to run: the one asked for, which must be the weights' when they say it (every loaded face
+    restorer does: GFPGAN and RestoreFormer only restore, and asking them to colorize is refused, not run as
+    a restoration that looks like a failed colorization)."""
+    if isinstance(model, LoadedRestorer):
+        return checked_task(model.task, model.source, options.task, model.kind.architecture)
     return options.task or RESTORATION
 
 

@@ -57,7 +57,8 @@ def comfy_models(monkeypatch, tmp_path, helper_weights) -> Path:
 
 def test_tasks_and_sweeps_a_family_cannot_do_are_refused_by_name(stand_in_gfpgan, options):
     rgb = photo()
-    with pytest.raises(ValueError, match=r"stand-in.pth holds a GFPGAN face restorer, which does restoration only"):
+    refused = r"stand-in.pth holds a GFPGAN restoration checkpoint, but task 'colorization' was asked"
+    with pytest.raises(ValueError, match=refused):
         restore_faces([rgb], stand_in_gfpgan, RestoreOptions(task="colorization", detector=DETECTOR))
     with pytest.raises(ValueError, match="a fidelity sweep varies CodeFormer's w, which GFPGAN does not take"):
         sweep_fidelity([rgb], stand_in_gfpgan, [0.0, 1.0], options)
@@ -147,7 +148,7 @@ def test_command_line_restores_with_gfpgan_and_refuses_what_it_cannot_do(
               str(helper_weights), "--flow", "facexlib", "--only-center-face"]  # fmt: skip
     try:
         assert main([*common, "-o", str(tmp_path / "colour"), "--task", "colorization"]) == 2
-        assert "holds a GFPGAN face restorer, which does restoration only" in capsys.readouterr().err
+        assert "holds a GFPGAN restoration checkpoint, but task 'colorization'" in capsys.readouterr().err
         assert main([*common, "-o", str(tmp_path / "onnx"), "--backend", "onnxruntime"]) == 2
         assert "runs CodeFormer's ONNX export only; GFPGAN" in capsys.readouterr().err
         assert not (tmp_path / "colour").exists() and not (tmp_path / "onnx").exists()

@@ -152,6 +152,22 @@ def test_the_other_modes_are_refused_with_the_reason(architecture, asked, why):
         restorer_precision(SPANDREL_KINDS[architecture], asked, NATIVE_BFLOAT16_PRECISIONS[asked])
 
 
+def test_a_mode_sharing_a_cached_networks_key_is_still_refused(gfpgan_weights, monkeypatch):
+    """Where bfloat16 is native, "auto" and "mixed-bf16" both mean CodeFormer's mixed-bf16 (one cache key):
+    GFPGAN loaded for "auto" runs in bf16, and a later "mixed-bf16" is refused, not handed the cached one."""
+    from codeformer_nodes.models import loader
+
+    monkeypatch.setattr(loader, "choose_precision", lambda name, device: NATIVE_BFLOAT16_PRECISIONS.get(name) or
+                        choose_precision(name, torch.device("cuda"), NATIVE_BFLOAT16))  # fmt: skip
+    try:
+        restorer = load_face_restorer(gfpgan_weights, precision="auto")
+        assert next(restorer.parameters()).dtype == torch.bfloat16
+        with pytest.raises(ValueError, match="takes no mixed-bf16: the mixed modes keep CodeFormer's codes"):
+            load_face_restorer(gfpgan_weights, precision="mixed-bf16")
+    finally:
+        clear_model_cache()
+
+
 def test_a_codeformer_file_loads_as_load_codeformer_loads_it(recipe_checkpoint):
     try:
         restorer = load_face_restorer(recipe_checkpoint, precision="fp32")
@@ -277,12 +293,11 @@ def test_restoreformer_restores_as_gfpganer_enhance(gfpgan_package, restoreforme
     )
 
 
-def compare_with_gfpganer(
-    gfpgan_package, weights: Path, arch: str, helper_weights: Path, photo: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Restore ``photo`` with ``GFPGANer(weights, arch=arch).enhance`` and with ``restore_faces``; both images
-    and the pasted faces must agree to >= 45 dB."""
-    upscale, center_only, face_count = PHOTOS[photo]
+def gfpganer(
+    gfpgan_package, weights: Path, arch: str, upscale: int, helper_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> object:
+    """``GFPGANer`` changed only where it cannot run here or cannot repeat itself: its helper gets the MobileNet
+    detector (the only real one here), and GFPGAN's decoder the stored noise (``randomize_noise=False``)."""
     facexlib_helper = gfpgan_package.utils.FaceRestoreHelper
 
     def helper_with_our_detector(*args: object, **kwargs: object) -> object:
@@ -294,6 +309,16 @@ def compare_with_gfpganer(
         oracle.gfpgan.register_forward_pre_hook(
             lambda _, args, kwargs: (args, {**kwargs, "randomize_noise": False}), with_kwargs=True
         )
+    return oracle
+
+
+def compare_with_gfpganer(
+    gfpgan_package, weights: Path, arch: str, helper_weights: Path, photo: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Restore ``photo`` with ``GFPGANer(weights, arch=arch).enhance`` and with ``restore_faces``; both images
+    and the pasted faces must agree to >= 45 dB."""
+    upscale, center_only, face_count = PHOTOS[photo]
+    oracle = gfpganer(gfpgan_package, weights, arch, upscale, helper_weights, monkeypatch)
     rgb = read_rgb(photo)
     _, official_faces, expected_bgr = oracle.enhance(np.ascontiguousarray(rgb[..., ::-1]), only_center_face=center_only)
     expected = expected_bgr[..., ::-1].astype(np.float64)
@@ -316,3 +341,20 @@ def compare_with_gfpganer(
     )
     assert pasted.mean() > 0.005, "the random parser must leave some face to compare"
     assert overall >= 45 and on_faces >= 45
+
+
+def test_gfpgan_restores_aligned_faces_as_gfpganer_enhance(gfpgan_package, gfpgan_weights, helper_weights, monkeypatch):
+    """The aligned path (``GFPGANer.enhance(has_aligned=True)``: no detection, no paste, the 8-bit face)
+    against ``restore_faces(has_aligned=True)`` in the facexlib flow, on a 512x512 crop of a photo."""
+    crop = np.ascontiguousarray(read_rgb("group_four.png")[60:572, 300:812])
+    oracle = gfpganer(gfpgan_package, gfpgan_weights, "clean", 1, helper_weights, monkeypatch)
+    _, (official_bgr,), _ = oracle.enhance(np.ascontiguousarray(crop[..., ::-1]), has_aligned=True)
+    try:
+        result = restore_faces([crop], load_face_restorer(gfpgan_weights), RestoreOptions(flow="facexlib",
+                               has_aligned=True))  # fmt: skip
+    finally:
+        clear_model_cache()
+    ours = result.images[0].numpy().astype(np.float64) * 255
+    decibels = psnr(ours, official_bgr[..., ::-1])
+    print(f"GFPGAN aligned: {decibels:.1f} dB, largest difference {np.abs(ours - official_bgr[..., ::-1]).max():.3f}")
+    assert decibels >= 45
