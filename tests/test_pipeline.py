@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from types import SimpleNamespace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +13,7 @@ from codeformer_nodes import FidelityRamp, RestoreOptions, restore_faces
 from codeformer_nodes.models import WeightsFileError
 from codeformer_nodes.models.auxiliary import DETECTOR_WEIGHTS, find_auxiliary_weights
 from codeformer_nodes.models.downloads import MIRROR_VARIABLE
+from codeformer_nodes.models.restorers import CODEFORMER_KIND
 from codeformer_nodes.pipeline.detection import load_detector
 from codeformer_nodes.pipeline.images import GREY_SAMPLE_STEP, GREY_TOLERANCE_LEVELS, is_grey
 from codeformer_nodes.pipeline.tasks import inpaint_crop_masks
@@ -355,11 +356,14 @@ def test_selection_mask_keeps_faces_whose_centre_is_inside(photo, weights_dir):
 
 
 class TaskNetwork(RecordingNetwork):
-    """A stand-in checkpoint of a given task: pushes every pixel towards red, records adain."""
+    """A stand-in checkpoint of a given task: pushes every pixel towards red, records adain. It says what a
+    loaded CodeFormer says of itself (``restorers.LoadedRestorer``)."""
+
+    kind = CODEFORMER_KIND
 
     def __init__(self, task: str) -> None:
         super().__init__()
-        self.description = SimpleNamespace(task=task, source="stand-in.pth")
+        self.task, self.source = task, Path("stand-in.pth")
         self.adain: list[bool] = []
 
     def forward(self, x, w=0, adain=False):
