@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from benchmarks.scenes import SHARED
 from codeformer_nodes import CodeFormer, load_codeformer
 
 REFERENCE = SHARED / "reference"
+NOISE_STRENGTH = 0.3  # GFPGAN's noise injections start at 0 in a fresh network: made visible, so the noise matters
 TESTDATA = SHARED / "testdata"
 
 
@@ -88,3 +90,34 @@ def helper_weights(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     torch.save(ParseNet(in_size=512, out_size=512, parsing_ch=19).state_dict(), folder / "parsing_parsenet.pth")
     return folder
+
+
+@pytest.fixture(scope="session")
+def gfpgan_package():
+    """The ``gfpgan`` package, importable on current torchvision (see test_face_restorers.py)."""
+    import torchvision.transforms.functional
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, "torchvision.transforms.functional_tensor", torchvision.transforms.functional)
+        pytest.importorskip("basicsr", reason="the gfpgan oracle needs basicsr: scripts/setup.sh installs it")
+        gfpgan = pytest.importorskip("gfpgan", reason="the oracle is the gfpgan package: scripts/setup.sh installs it")
+        yield gfpgan
+
+
+@pytest.fixture(scope="session")
+def gfpgan_weights(gfpgan_package, tmp_path_factory) -> Path:
+    """A random GFPGANv1.4-shaped file (GFPGANv1Clean, channel multiplier 2) in the official layout."""
+    from gfpgan.archs.gfpganv1_clean_arch import GFPGANv1Clean
+
+    torch.manual_seed(0)
+    network = GFPGANv1Clean(
+        out_size=512, num_style_feat=512, channel_multiplier=2, decoder_load_path=None, fix_decoder=False, num_mlp=8,
+        input_is_latent=True, different_w=True, narrow=1, sft_half=True,
+    )  # fmt: skip
+    with torch.no_grad():
+        for name, parameter in network.named_parameters():
+            if name.endswith("weight") and parameter.numel() == 1:  # a noise injection's strength
+                parameter.fill_(NOISE_STRENGTH)
+    path = tmp_path_factory.mktemp("gfpgan") / "any-name.pth"
+    torch.save({"params_ema": network.state_dict()}, path)
+    return path

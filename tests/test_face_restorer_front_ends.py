@@ -2,8 +2,8 @@
 SEGS and video paths, the command line; what they cannot do is refused by name.
 
 The cheap checks run a stand-in network wrapped as a GFPGAN restorer (its kind is what the
-pipeline reads); the front-end checks load random GFPGANv1.4-shaped weights (the fixtures of
-``test_face_restorers``) and run a few real forwards.
+pipeline reads); the front-end checks load random GFPGANv1.4-shaped weights (``gfpgan_weights`` in
+``conftest.py``, built once for both files) and run a few real forwards.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from codeformer_nodes.pipeline.video import VideoOptions, restore_video
 
 from . import comfy_stand_ins
 from .conftest import TESTDATA
-from .test_face_restorers import RecordingNetwork, gfpgan_package, gfpgan_weights  # noqa: F401 (fixtures)
+from .test_face_restorers import RecordingNetwork
 from .test_nodes import restore_inputs
 
 DETECTOR = "retinaface_mobile0.25"
@@ -104,7 +104,7 @@ def test_segs_restore_with_another_family(stand_in_gfpgan, comfy_models):
 # --- real (random) GFPGAN weights through the loader node and the command line ---
 
 
-def test_loader_node_loads_gfpgan_and_the_restore_node_ignores_w_and_batches(gfpgan_weights, comfy_models):  # noqa: F811
+def test_loader_node_loads_gfpgan_and_the_restore_node_ignores_w_and_batches(gfpgan_weights, comfy_models):
     from codeformer_nodes.nodes.codeformer import CodeFormerModelLoader, CodeFormerRestoreFaces
 
     folder = comfy_models / "facerestore_models"
@@ -134,7 +134,7 @@ def test_loader_node_loads_gfpgan_and_the_restore_node_ignores_w_and_batches(gfp
 
 
 def test_command_line_restores_with_gfpgan_and_refuses_what_it_cannot_do(
-    gfpgan_weights,  # noqa: F811 (the fixture)
+    gfpgan_weights,
     helper_weights,
     tmp_path,
     capsys,

@@ -5,7 +5,8 @@ The oracle is the published ``gfpgan`` package (``GFPGANer.enhance``), installed
 only (``scripts/setup.sh``), with random weights of GFPGANv1.4's and RestoreFormer's shapes (no
 trained weights here). Its ``basicsr`` still imports ``torchvision.transforms.functional_tensor``, which
 torchvision 0.17 removed; the fixture points that name at ``torchvision.transforms.functional``
-(which holds the one function basicsr takes from it, ``rgb_to_grayscale``) for the test only.
+(which holds the one function basicsr takes from it, ``rgb_to_grayscale``) for the tests only. Both
+fixtures, ``gfpgan_package`` and ``gfpgan_weights``, live in ``conftest.py``: the front-end tests use them too.
 """
 
 from __future__ import annotations
@@ -32,38 +33,6 @@ from codeformer_nodes.models.restorers import RESTOREFORMER_KEYS, SPANDREL_KINDS
 from .conftest import TESTDATA
 
 DETECTOR = "retinaface_mobile0.25"  # GFPGANer builds the ResNet-50 RetinaFace; only the MobileNet one is here
-NOISE_STRENGTH = 0.3  # the noise injections start at 0 in a fresh network: made visible, so the noise matters
-
-
-@pytest.fixture(scope="module")
-def gfpgan_package():
-    """The ``gfpgan`` package, importable on current torchvision (see the module docstring)."""
-    import torchvision.transforms.functional
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(sys.modules, "torchvision.transforms.functional_tensor", torchvision.transforms.functional)
-        pytest.importorskip("basicsr", reason="the gfpgan oracle needs basicsr: scripts/setup.sh installs it")
-        gfpgan = pytest.importorskip("gfpgan", reason="the oracle is the gfpgan package: scripts/setup.sh installs it")
-        yield gfpgan
-
-
-@pytest.fixture(scope="module")
-def gfpgan_weights(gfpgan_package, tmp_path_factory) -> Path:
-    """A random GFPGANv1.4-shaped file (GFPGANv1Clean, channel multiplier 2) in the official layout."""
-    from gfpgan.archs.gfpganv1_clean_arch import GFPGANv1Clean
-
-    torch.manual_seed(0)
-    network = GFPGANv1Clean(
-        out_size=512, num_style_feat=512, channel_multiplier=2, decoder_load_path=None, fix_decoder=False, num_mlp=8,
-        input_is_latent=True, different_w=True, narrow=1, sft_half=True,
-    )  # fmt: skip
-    with torch.no_grad():
-        for name, parameter in network.named_parameters():
-            if name.endswith("weight") and parameter.numel() == 1:  # a noise injection's strength
-                parameter.fill_(NOISE_STRENGTH)
-    path = tmp_path_factory.mktemp("gfpgan") / "any-name.pth"
-    torch.save({"params_ema": network.state_dict()}, path)
-    return path
 
 
 @pytest.fixture(scope="module")
