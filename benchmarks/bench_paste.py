@@ -96,16 +96,17 @@ def tiny_worker(side: int, count: int) -> dict:
         return found
 
     faces.detect_in_image = timed_detect
-    folder = Path(tempfile.mkdtemp())
-    (folder / DETECTOR_WEIGHTS.name).symlink_to(DETECTOR_WEIGHTS)
-    options = RestoreOptions(detector="retinaface_mobile0.25", weights_dir=folder, parse_mask=False)
-    images = [np.random.default_rng(i).integers(0, 256, (side, side, 3), dtype=np.uint8) for i in range(count)]
-    restore_faces(images[:1], FreeNetwork(), options)  # loads the detector
-    detecting[0] = 0.0
-    start = time.perf_counter()
-    for image in images:
-        restore_faces([image], FreeNetwork(), options)
-    seconds = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as temporary:
+        folder = Path(temporary)
+        (folder / DETECTOR_WEIGHTS.name).symlink_to(DETECTOR_WEIGHTS)
+        options = RestoreOptions(detector="retinaface_mobile0.25", weights_dir=folder, parse_mask=False)
+        images = [np.random.default_rng(i).integers(0, 256, (side, side, 3), dtype=np.uint8) for i in range(count)]
+        restore_faces(images[:1], FreeNetwork(), options)  # loads the detector
+        detecting[0] = 0.0
+        start = time.perf_counter()
+        for image in images:
+            restore_faces([image], FreeNetwork(), options)
+        seconds = time.perf_counter() - start
     return {"seconds_per_image": seconds / count, "detection_share": detecting[0] / seconds}
 
 
@@ -125,20 +126,21 @@ def main() -> None:
     if args.worker is not None:
         print(json.dumps(paste_worker(args.worker, args.side, args.face, args.out)))
         return
-    folder = Path(tempfile.mkdtemp())
-    sizes = ["--side", str(args.side), "--face", str(args.face)]
-    reports = {}
-    variants = [*dict.fromkeys([*args.variants, "current"])]
-    for variant in variants:
-        command = [sys.executable, __file__, "--worker", variant, *sizes, "--out", str(folder / variant)]
-        reports[variant] = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
-    current = torch.load(folder / "current")
-    print(f"paste: one {args.face}-pixel face in a {args.side}x{args.side} image")
-    for variant, report in reports.items():
-        output = torch.load(folder / variant)
-        image, mask = ((output[key] - current[key]).abs().max().item() for key in ("image", "mask"))
-        print(f"  {variant:9s} {report['seconds']:7.2f} s   peak +{report['peak_bytes'] / 2**30:5.2f} GiB   "
-              f"max difference from current: image {image:.1e}, mask {mask:.1e}")  # fmt: skip
+    with tempfile.TemporaryDirectory() as temporary:  # each variant's output: GBs at the default sizes
+        folder = Path(temporary)
+        sizes = ["--side", str(args.side), "--face", str(args.face)]
+        reports = {}
+        variants = [*dict.fromkeys([*args.variants, "current"])]
+        for variant in variants:
+            command = [sys.executable, __file__, "--worker", variant, *sizes, "--out", str(folder / variant)]
+            reports[variant] = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+        current = torch.load(folder / "current")
+        print(f"paste: one {args.face}-pixel face in a {args.side}x{args.side} image")
+        for variant, report in reports.items():
+            output = torch.load(folder / variant)
+            image, mask = ((output[key] - current[key]).abs().max().item() for key in ("image", "mask"))
+            print(f"  {variant:9s} {report['seconds']:7.2f} s   peak +{report['peak_bytes'] / 2**30:5.2f} GiB   "
+                  f"max difference from current: image {image:.1e}, mask {mask:.1e}")  # fmt: skip
     command = [sys.executable, __file__, "--worker", "tiny", "--tiny-side", str(args.tiny_side)]
     tiny = json.loads(subprocess.run([*command, "--count", str(args.count)], check=True, capture_output=True,
                                      text=True).stdout)  # fmt: skip

@@ -96,11 +96,12 @@ def aligned_faces(count: int, side: int) -> torch.Tensor:
         def forward(self, x: torch.Tensor, w: object = None, adain: object = None) -> tuple[torch.Tensor]:
             return (x,)
 
-    folder = Path(tempfile.mkdtemp())
-    (folder / DETECTOR_WEIGHTS.name).symlink_to(DETECTOR_WEIGHTS)
-    options = RestoreOptions(detector=DETECTOR, weights_dir=folder, parse_mask=False, return_crops=True)
-    image = np.array(Image.open(PHOTOS / PHOTO).convert("RGB"))
-    crops = restore_faces([image], FreeNetwork(), options).crops[:count]
+    with tempfile.TemporaryDirectory() as temporary:
+        folder = Path(temporary)
+        (folder / DETECTOR_WEIGHTS.name).symlink_to(DETECTOR_WEIGHTS)
+        options = RestoreOptions(detector=DETECTOR, weights_dir=folder, parse_mask=False, return_crops=True)
+        image = np.array(Image.open(PHOTOS / PHOTO).convert("RGB"))
+        crops = restore_faces([image], FreeNetwork(), options).crops[:count]
     faces = crops.permute(0, 3, 1, 2)
     if side != faces.shape[-1]:
         faces = torch.nn.functional.interpolate(faces, size=(side, side), mode="bilinear", antialias=True)
