@@ -43,27 +43,32 @@ class ModelDescription:
     sha256: str
 
 
-class LoadedCodeFormer(CodeFormer):
+class DescribedCodeFormer:
+    """What a CodeFormer built from a checkpoint says of itself (``restorers.LoadedRestorer``), read from its
+    ``description``: the torch network and the onnxruntime one say it alike."""
+
+    kind: ClassVar[RestorerKind] = CODEFORMER_KIND
+    description: ModelDescription
+
+    @property
+    def task(self) -> str:
+        return self.description.task
+
+    @property
+    def source(self) -> Path:
+        return self.description.source
+
+
+class LoadedCodeFormer(DescribedCodeFormer, CodeFormer):
     """A CodeFormer network built from a weights file, which says what it is.
 
     On a CPU its calls keep freed memory for the next activation (``cpu_memory``): the same
     numbers, without page-faulting every activation afresh.
     """
 
-    kind: ClassVar[RestorerKind] = CODEFORMER_KIND
-
     def __init__(self, description: ModelDescription) -> None:
         super().__init__(description.config)
         self.description = description
-
-    @property
-    def task(self) -> str:
-        """What the checkpoint does, as every face restorer says it (``restorers.LoadedRestorer``)."""
-        return self.description.task
-
-    @property
-    def source(self) -> Path:
-        return self.description.source
 
     def forward(self, x: Tensor, *args: Any, **kwargs: Any) -> tuple[Tensor, ...]:
         """CodeFormer's call, its arguments passed on as they are (their defaults stay in one place)."""

@@ -13,13 +13,12 @@ Needs the ``onnx`` extra.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from .downloads import user_cache_dir
-from .loader import FaceRestorer, LoadedCodeFormer, ModelDescription
+from .loader import DescribedCodeFormer, FaceRestorer, LoadedCodeFormer, ModelDescription
 from .onnx_export import (
     check_export,
     export_onnx,
@@ -29,30 +28,19 @@ from .onnx_export import (
     run_onnx,
 )
 from .onnx_interface import DEFAULT_CHECK_WEIGHTS
-from .restorers import CODEFORMER_KIND, RestorerKind
 
 
-class OnnxRuntimeNetwork(torch.nn.Module):
+class OnnxRuntimeNetwork(DescribedCodeFormer, torch.nn.Module):
     """CodeFormer's call, ``(faces, w, adain) -> (out, logits, None)``, through an onnxruntime session.
 
     It works on the CPU in float32 (what its empty ``anchor`` parameter tells the pipeline).
     AdaIN is part of the exported graph: a call asking for the other setting is refused.
     """
 
-    kind: ClassVar[RestorerKind] = CODEFORMER_KIND
-
     def __init__(self, session, adain: bool, description: ModelDescription) -> None:  # noqa: ANN001 (session)
         super().__init__()
         self.session, self.adain, self.description = session, adain, description
         self.anchor = torch.nn.Parameter(torch.zeros(0), requires_grad=False)
-
-    @property
-    def task(self) -> str:
-        return self.description.task
-
-    @property
-    def source(self) -> Path:
-        return self.description.source
 
     def forward(self, x: Tensor, w: float | Tensor = 0, adain: bool = True) -> tuple[Tensor, Tensor, None]:
         if adain != self.adain:
