@@ -3,7 +3,7 @@
 The issue's rule for these decoders: offer a half-precision mode only where its output keeps
 >= 40 dB PSNR against float32. Each family gets seeded random weights of its official shapes
 (spandrel's builds with their defaults: GFPGANv1.4, i.e. GFPGANv1Clean with channel multiplier
-2, its noise strengths set to 0.3 as ``tests/test_face_restorers.py`` sets them so the stored
+2, its noise strengths set to 0.3 (``scenes.NOISE_STRENGTH``, as the test fixture sets them) so the stored
 noise matters; RestoreFormer as GFPGANer builds it), saved in the official layout and loaded by
 ``load_face_restorer`` in fp32. The half modes cast that whole network (what ``fp16`` / ``bf16``
 build: ``descriptor.model.to(dtype)``); the cast is done here, because the loader refuses fp16
@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from scenes import PHOTOS, SHARED
+from scenes import PHOTOS, SHARED, random_weights
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves, tree_map
 
@@ -55,29 +55,7 @@ DETECTOR_WEIGHTS = SHARED / "testdata" / "weights" / "detection_mobilenet0.25_Fi
 PHOTO = "group_four.png"
 FAMILIES = ("GFPGAN", "RestoreFormer")
 MODES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-NOISE_STRENGTH = 0.3  # as the test fixture: a fresh network's noise injections start at 0
-SEED = 0
 ARITHMETIC = ("native", "rounded")
-
-
-def random_weights(family: str, folder: Path) -> Path:
-    """A seeded random network of the family's official shapes, saved as its release saves it."""
-    torch.manual_seed(SEED)
-    if family == "GFPGAN":
-        from spandrel.architectures.GFPGAN import GFPGAN
-
-        network = GFPGAN()  # the defaults are GFPGANv1.4's (GFPGANer's arch="clean", channel_multiplier=2)
-        with torch.no_grad():
-            for name, parameter in network.named_parameters():
-                if name.endswith("weight") and parameter.numel() == 1:  # a noise injection's strength
-                    parameter.fill_(NOISE_STRENGTH)
-    else:
-        from spandrel.architectures.RestoreFormer import RestoreFormer
-
-        network = RestoreFormer()  # the defaults are those GFPGANer's arch="RestoreFormer" builds
-    path = folder / f"{family}.pth"
-    torch.save({"params_ema": network.state_dict()}, path)
-    return path
 
 
 def aligned_faces(count: int, side: int) -> torch.Tensor:

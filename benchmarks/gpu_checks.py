@@ -23,7 +23,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.scenes import ROOT, SHARED, crowd_rgb, official_codeformer, read_rgb, recipe_checkpoint, synthetic_4k
+from benchmarks.scenes import (
+    ROOT,
+    SHARED,
+    crowd_rgb,
+    official_codeformer,
+    random_weights,
+    read_rgb,
+    recipe_checkpoint,
+    synthetic_4k,
+)
 
 DETECTOR = "retinaface_mobile0.25"
 DETECTOR_WEIGHTS = SHARED / "testdata" / "weights" / "detection_mobilenet0.25_Final.pth"
@@ -485,7 +494,6 @@ def other_families_in_half(setup: Setup) -> dict[str, object]:
     measured on a CPU with a half-rounding stand-in. A mode a family is offered in must keep >= 40 dB."""
     if setup.device.type != "cuda":
         raise CheckSkipped("no CUDA")
-    from benchmarks.bench_restorers import random_weights
     from codeformer_nodes import load_face_restorer
     from codeformer_nodes.models import clear_model_cache
 

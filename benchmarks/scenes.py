@@ -21,6 +21,8 @@ SHARED = _shared_folder()
 PHOTOS = SHARED / "testdata" / "photos"
 # x of the four face centres in group_four.png
 GROUP_FOUR_FACE_CENTRES = (214, 471, 693, 934)
+# GFPGAN's noise injections start at 0 in a fresh network: set to this, so that the noise matters.
+NOISE_STRENGTH = 0.3
 
 
 def recipe_checkpoint(folder: Path) -> Path:
@@ -98,3 +100,26 @@ def official_codeformer(folder: Path, helper_weights: Path) -> Path | None:
     for name in ("detection_mobilenet0.25_Final.pth", "parsing_parsenet.pth"):
         shutil.copy(helper_weights / name, weights / name)
     return folder
+
+
+def random_weights(family: str, folder: Path) -> Path:
+    """A seeded random ``family`` network (GFPGAN or RestoreFormer) of its official shapes, saved as its release
+    saves it: what the half-precision benchmark and the GPU kit measure without trained weights."""
+    import torch
+
+    torch.manual_seed(0)
+    if family == "GFPGAN":
+        from spandrel.architectures.GFPGAN import GFPGAN
+
+        network = GFPGAN()  # the defaults are GFPGANv1.4's (GFPGANer's arch="clean", channel_multiplier=2)
+        with torch.no_grad():
+            for name, parameter in network.named_parameters():
+                if name.endswith("weight") and parameter.numel() == 1:  # a noise injection's strength
+                    parameter.fill_(NOISE_STRENGTH)
+    else:
+        from spandrel.architectures.RestoreFormer import RestoreFormer
+
+        network = RestoreFormer()  # the defaults are those GFPGANer's arch="RestoreFormer" builds
+    path = folder / f"{family}.pth"
+    torch.save({"params_ema": network.state_dict()}, path)
+    return path

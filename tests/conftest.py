@@ -14,11 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.scenes import SHARED
+from benchmarks.scenes import NOISE_STRENGTH, SHARED
 from codeformer_nodes import CodeFormer, load_codeformer
 
 REFERENCE = SHARED / "reference"
-NOISE_STRENGTH = 0.3  # GFPGAN's noise injections start at 0 in a fresh network: made visible, so the noise matters
 TESTDATA = SHARED / "testdata"
 
 
