@@ -126,8 +126,10 @@ def test_a_mode_sharing_a_cached_networks_key_is_still_refused(gfpgan_weights, m
     GFPGAN loaded for "auto" runs in bf16, and a later "mixed-bf16" is refused, not handed the cached one."""
     from codeformer_nodes.models import loader
 
-    monkeypatch.setattr(loader, "choose_precision", lambda name, device: NATIVE_BFLOAT16_PRECISIONS.get(name) or
-                        choose_precision(name, torch.device("cuda"), NATIVE_BFLOAT16))  # fmt: skip
+    def on_a_native_bfloat16_gpu(name: str, device: torch.device) -> Precision:
+        return choose_precision(name, torch.device("cuda"), NATIVE_BFLOAT16)
+
+    monkeypatch.setattr(loader, "choose_precision", on_a_native_bfloat16_gpu)
     try:
         restorer = load_face_restorer(gfpgan_weights, precision="auto")
         assert next(restorer.parameters()).dtype == torch.bfloat16
